@@ -1,0 +1,263 @@
+"""The firmware's main loop: link service, command dispatch (acknowledge then completion), events.
+
+Commands arrive through atm_wire.link; each is acknowledged at once. Read-only commands complete at
+once; a motion command is queued and run from the main loop, during which further motion commands
+are refused with BUSY while read-only ones still complete. Nothing here touches a pin.
+"""
+
+import gc
+import struct
+import time
+
+from atm_wire import PROTOCOL_VERSION
+from atm_wire import messages as m
+from atm_wire.frame import MAX_PAYLOAD
+from atm_wire.link import Link
+
+import dispenser as dsp
+import journal as jn
+import mech as mc
+import security as sc
+
+FW_VERSION = (1, 0, 0)
+CAPABILITIES = (m.CAP_E2E_TOKEN | m.CAP_SHUTTER | m.CAP_RETRACT | m.CAP_DOUBLE_PICK_DETECT
+                | m.CAP_POWER_SAFE_JOURNAL)
+READ_ONLY = ("hello", "status", "counters", "cassette_info", "get_report", "denominate")
+OUTQ_MAX = 24  # messages waiting for link window space; the oldest is dropped (and counted) beyond
+LINK_WINDOW = 4
+
+
+class App:
+    def __init__(self, board):
+        self.board = board
+        board.motors_off()
+        self.c = {}
+        for name in m.COUNTER_NAMES:
+            self.c[name] = 0
+        if board.watchdog_reset:
+            self.c["watchdog_resets"] += 1
+        self.jr = jn.Journal()
+        if self.jr.load() == 0:
+            self.jr.snapshot()  # first boot: an empty machine until a signed REPLENISH
+        self.sec = sc.Security(board.device_id)
+        self.mech = mc.Mech(board, board.wdt.feed)
+        self.disp = dsp.Dispenser(self.mech, self.jr, self.sec, self.emit, self.service, self.c)
+        self.link = Link(self._write, self._deliver, LINK_WINDOW, self._on_link_reset)
+        self._rx = bytearray(128)
+        self._outq = []
+        self._pending = None
+        self._busy = False
+        self._boot_ms = time.ticks_ms()
+        self._heap_peak = 0
+
+    # ----- link plumbing ---------------------------------------------------------------------------
+    def _write(self, buf, n):
+        self.board.uart.write(memoryview(buf)[:n])
+
+    def _on_link_reset(self):
+        self._pending = None
+
+    def _send(self, payload):
+        if not self._outq and self.link.send(payload, len(payload), time.ticks_ms()):
+            return
+        if len(self._outq) >= OUTQ_MAX:
+            self._outq.pop(0)  # the host re-reads state (STATUS, GET_REPORT): the journal is the truth
+        self._outq.append(payload)
+
+    def _flush(self):
+        now = time.ticks_ms()
+        while self._outq and self.link.send(self._outq[0], len(self._outq[0]), now):
+            self._outq.pop(0)
+
+    def service(self):
+        """Keep the board alive: watchdog, UART in, retransmit timer, queued output. Allocation-light."""
+        self.board.wdt.feed()
+        uart = self.board.uart
+        n = uart.readinto(self._rx)
+        now = time.ticks_ms()
+        if n:
+            self.link.feed(self._rx, n, now)
+        self.link.poll(now)
+        if self._outq:
+            self._flush()
+
+    def emit(self, name, *fields):
+        entry = m.EVENT_BY_NAME[name]
+        self._send(struct.pack(m.HDR + entry[2][1:], entry[1], 0, *fields))
+
+    # ----- commands --------------------------------------------------------------------------------
+    def _ack(self, req_id, code, result):
+        self._send(struct.pack(m.ACK_FMT, m.MSG_ACKNOWLEDGE, req_id, code, result))
+
+    def _complete(self, req_id, code, result, fmt, fields):
+        head = struct.pack(m.COMPLETION_FMT, m.MSG_COMPLETION, req_id, code, result)
+        if result == m.SUCCESS and fmt != "<":
+            self._send(head + struct.pack(fmt, *fields))
+        else:
+            self._send(head)
+
+    def _deliver(self, buf, start, end):
+        if end - start < m.HDR_SIZE:
+            self.c["malformed_commands"] += 1
+            return
+        code, req_id = struct.unpack_from(m.HDR, buf, start)
+        entry = m.COMMAND_BY_CODE.get(code)
+        if entry is None:
+            self.c["unknown_commands"] += 1
+            self._ack(req_id, code, m.UNSUPPORTED)
+            return
+        if end - start - m.HDR_SIZE != struct.calcsize(entry[2]):
+            self.c["malformed_commands"] += 1
+            self._ack(req_id, code, m.INVALID_DATA)
+            return
+        args = struct.unpack_from(entry[2], buf, start + m.HDR_SIZE)
+        if entry[0] in READ_ONLY:
+            self._ack(req_id, code, m.SUCCESS)
+            self._execute(entry, req_id, args)
+        elif self._pending is not None or self._busy:
+            self._ack(req_id, code, m.BUSY)
+        else:
+            self._ack(req_id, code, m.SUCCESS)
+            self._pending = (entry, req_id, args)
+
+    def _execute(self, entry, req_id, args):
+        name = entry[0]
+        d = self.disp
+        result = m.SUCCESS
+        fields = ()
+        try:
+            if name == "hello":
+                fields = (PROTOCOL_VERSION, FW_VERSION[0], FW_VERSION[1], FW_VERSION[2], self.sec.device_id,
+                          CAPABILITIES, self.sec.epoch, m.N_CASSETTES, MAX_PAYLOAD, d.retract_timeout_ms)
+            elif name == "status":
+                fields = self._status()
+            elif name == "get_nonce":
+                if not self.sec.provisioned:
+                    result = m.NOT_PROVISIONED
+                elif d.state != m.STATE_IDLE:
+                    result = m.SEQUENCE_ERROR
+                else:
+                    fields = (self.sec.new_nonce(), sc.NONCE_LIFETIME_MS)
+            elif name == "denominate":
+                result, amount = d.denominate(args)
+                fields = (amount,)
+            elif name == "dispense":
+                result, stacked, rejected, flags = d.dispense(args[0], args[1], args[2], args[3:7], args[7])
+                fields = (args[2],) + tuple(stacked) + tuple(rejected) + (flags,)
+                if result not in (m.SUCCESS,):
+                    # Partial outcomes still carry their counts.
+                    self._complete_with_data(req_id, entry, result, fields)
+                    return
+            elif name == "present":
+                result, n = d.present(args[0])
+                fields = (n,)
+            elif name == "retract":
+                result, n = d.retract(args[0])
+                fields = (n,)
+            elif name == "reject":
+                result, n = d.reject()
+                fields = (n,)
+            elif name == "count":
+                result, n = d.count(args[0])
+                fields = (n,)
+            elif name == "reset":
+                result, n = d.reset()
+                fields = (n,)
+            elif name == "open_shutter":
+                result = d.shutter(True)
+            elif name == "close_shutter":
+                result = d.shutter(False)
+            elif name == "cassette_info":
+                fields = d.cassette_info()
+            elif name == "replenish":
+                result = d.replenish(args[0], args[1], args[2:6], args[6:10], args[10])
+                fields = d.cassette_info()
+            elif name == "get_report":
+                result, rep = d.report(args[0])
+                if result == m.SUCCESS:
+                    head = struct.pack(m.COMPLETION_FMT, m.MSG_COMPLETION, req_id, entry[1], result)
+                    self._send(head + bytes(rep))
+                    return
+            elif name == "provision":
+                result = self.sec.provision(args[0])
+            elif name == "counters":
+                fields = self._counters()
+            elif name == "set_config":
+                result = d.set_retract_timeout(args[0])
+            else:
+                result = m.UNSUPPORTED
+        except Exception as e:  # a bug or a hardware surprise: safe state, report, keep serving
+            self.board.motors_off()
+            d.state = m.STATE_FAULT
+            d.fault = m.HARDWARE_ERROR
+            result = m.HARDWARE_ERROR
+            print("fault in", name, repr(e))
+        self._complete(req_id, entry[1], result, entry[3], fields)
+
+    def _complete_with_data(self, req_id, entry, result, fields):
+        head = struct.pack(m.COMPLETION_FMT, m.MSG_COMPLETION, req_id, entry[1], result)
+        if result in (m.INCOMPLETE_DISPENSE, m.JAMMED, m.CASH_UNIT_ERROR, m.DOOR_OPEN):
+            self._send(head + struct.pack(entry[3], *fields))
+        else:
+            self._send(head)
+
+    def _status(self):
+        d = self.disp
+        mech = self.mech
+        shutter = m.SHUTTER_CLOSED if mech.shutter_closed() else (
+            m.SHUTTER_OPEN if mech.shutter_open() else m.SHUTTER_JAMMED)
+        flags = 0
+        if self.sec.provisioned:
+            flags |= m.STATUS_FLAG_PROVISIONED
+        if self.sec.nonce is not None:
+            flags |= m.STATUS_FLAG_NONCE
+        if self.sec.locked:
+            flags |= m.STATUS_FLAG_LOCKED
+        if mech.tampered():
+            flags |= m.STATUS_FLAG_TAMPER
+        tx = self.jr.open_tx
+        presented = tx.presented if tx is not None and d.state == m.STATE_PRESENTED else 0
+        uptime = time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000
+        return (d.state, shutter, 1 if mech.door_open() else 0, d.fault, flags, d.stacked_total(), presented,
+                uptime)
+
+    def _counters(self):
+        c = self.c
+        lk = self.link
+        c["frames_rx"] = lk.rx_frames
+        c["frames_tx"] = lk.tx_frames
+        c["crc_errors"] = lk.parser.crc_errors
+        c["bytes_dropped"] = lk.parser.bytes_dropped
+        c["retransmits"] = lk.retransmits
+        c["invalid_tokens"] = self.sec.invalid_tokens
+        c["fraud_attempts"] = self.sec.fraud_attempts
+        c["heap_peak"] = self._heap_peak
+        c["heap_free"] = gc.mem_free()
+        return tuple(c[name] for name in m.COUNTER_NAMES)
+
+    # ----- main loop -------------------------------------------------------------------------------
+    def run(self):
+        moved = self.disp.recover()
+        self.link.start(time.ticks_ms())
+        cause = m.BOOT_WATCHDOG if self.board.watchdog_reset else m.BOOT_POWER_ON
+        self.emit("boot", cause, self.sec.epoch, 1 if self.disp.recovered is not None else 0)
+        if self.disp.recovered is not None:
+            tx = self.jr.find(self.disp.recovered)
+            self.emit("power_recovery", self.disp.recovered, tx.present_status if tx is not None else 0)
+        del moved
+        while True:
+            self.service()
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                self._busy = True
+                try:
+                    self._execute(pending[0], pending[1], pending[2])
+                finally:
+                    self._busy = False
+            self.disp.tick()
+            alloc = gc.mem_alloc()
+            if alloc > self._heap_peak:
+                self._heap_peak = alloc
+            if not self.board.uart.any() and self._pending is None:
+                time.sleep_ms(1)

@@ -1,0 +1,424 @@
+"""The dispense transaction state machine: verify, pick, stack, present, take or retract, reconcile.
+
+Every motion is preceded by its journal record and followed by its outcome record, so a power cut at
+any instant leaves enough on the flash to account for every note exactly (see recover()).
+"""
+
+import struct
+import time
+
+from atm_wire import auth
+from atm_wire import messages as m
+
+import journal as j
+import mech as mc
+
+MAX_NOTES = 60  # presenter capacity: a bundle thicker than this jams the shutter
+PICK_RETRIES = 3  # failed picks in a row before a cassette is declared empty
+LOW_THRESHOLD = 20  # notes left in a cassette that raise a "low" threshold event
+RETRACT_TIMEOUT_DEFAULT = 30_000
+RETRACT_TIMEOUT_MIN = 1_000
+RETRACT_TIMEOUT_MAX = 120_000
+
+
+class Dispenser:
+    def __init__(self, mech, journal, security, emit, service, counters):
+        self.mech = mech
+        self.jr = journal
+        self.sec = security
+        self._emit = emit  # emit(event_name, *fields)
+        self._service = service  # keep the link and the watchdog alive between motions
+        self.c = counters
+        self.state = m.STATE_IDLE
+        self.fault = 0
+        self.retract_timeout_ms = RETRACT_TIMEOUT_DEFAULT
+        self._presented_at = 0
+        self.unit_status = [m.UNIT_OK, m.UNIT_OK, m.UNIT_OK, m.UNIT_OK]
+        self._report = bytearray(auth.REPORT_SIZE)
+        self.recovered = None  # txid reconciled at boot, announced once the link is up
+
+    # ----- helpers ---------------------------------------------------------------------------------
+    def _safe(self, fault):
+        """Any fault: motors off, shutter closed if nothing is in the presenter, state FAULT."""
+        self.mech.all_off()
+        self.fault = fault
+        self.state = m.STATE_FAULT
+        if not self.mech.presenter_has_notes() and not self.mech.shutter_closed():
+            self.mech.close_shutter()
+
+    def _update_units(self):
+        for c in range(m.N_CASSETTES):
+            n = self.jr.counts[c]
+            old = self.unit_status[c]
+            new = m.UNIT_EMPTY if n == 0 else (m.UNIT_LOW if n <= LOW_THRESHOLD else m.UNIT_OK)
+            if old == m.UNIT_EMPTY and n > 0 and new != m.UNIT_EMPTY and self.jr.denoms[c] == 0:
+                new = m.UNIT_MISSING
+            if new != old:
+                self.unit_status[c] = new
+                if new != m.UNIT_OK:
+                    self._emit("cassette_threshold", c, new, n)
+
+    def cassette_info(self):
+        jr = self.jr
+        d = jr.denoms
+        n = jr.counts
+        u = self.unit_status
+        return (d[0], d[1], d[2], d[3], n[0], n[1], n[2], n[3], u[0], u[1], u[2], u[3],
+                jr.reject_bin & 0xFFFF, jr.retract_bin & 0xFFFF)
+
+    def stacked_total(self):
+        tx = self.jr.open_tx
+        return 0 if tx is None else sum(tx.stacked)
+
+    def _door_ok(self):
+        if self.mech.door_open() or self.mech.tampered():
+            self._emit("tamper", 1 if self.mech.door_open() else 0, 1 if self.mech.tampered() else 0)
+            return False
+        return True
+
+    def _finish(self, present_status, flags):
+        self.jr.end(present_status, flags | m.REPORT_FLAG_FINAL)
+        self.state = m.STATE_IDLE
+        self.fault = 0
+        self._update_units()
+        self.jr.maybe_compact()
+
+    # ----- commands --------------------------------------------------------------------------------
+    def denominate(self, notes):
+        if sum(notes) == 0 or sum(notes) > MAX_NOTES:
+            return m.INVALID_DATA, 0
+        amount = 0
+        for c in range(m.N_CASSETTES):
+            if notes[c] > self.jr.counts[c]:
+                return m.NOT_ENOUGH_NOTES, 0
+            amount += notes[c] * self.jr.denoms[c]
+        return m.SUCCESS, amount
+
+    def dispense(self, device_id, nonce, txid, notes, mac):
+        """Returns (completion code, stacked[4], rejected[4], flags)."""
+        zero = (0, 0, 0, 0)
+        prior = self.jr.find(txid)
+        if prior is not None:
+            # The host retried a transaction this device already ran: answer, never move a note.
+            if auth.equal_ct(prior.nonce, nonce) and self.sec.key is not None and auth.equal_ct(
+                    mac, auth.dispense_mac(self.sec.key, device_id, nonce, txid, notes)):
+                return m.SUCCESS, tuple(prior.stacked), (prior.rejected, 0, 0, 0), m.REPORT_FLAG_DUPLICATE
+            self.sec.invalid_tokens += 1
+            return m.INVALID_TOKEN_NONCE, zero, zero, 0
+        if self.state != m.STATE_IDLE:
+            return m.SEQUENCE_ERROR, zero, zero, 0
+        if not self._door_ok():
+            return m.DOOR_OPEN, zero, zero, 0
+        code, _ = self.denominate(notes)
+        if code != m.SUCCESS:
+            return code, zero, zero, 0
+        code = self.sec.check_token(device_id, nonce, mac,
+                                    lambda k: auth.dispense_mac(k, device_id, nonce, txid, notes))
+        if code != m.SUCCESS:
+            return code, zero, zero, 0
+        self.jr.begin(txid, nonce, notes)
+        self.state = m.STATE_DISPENSING
+        code = self._pick_all(notes)
+        tx = self.jr.open_tx
+        rejected = [0, 0, 0, 0]
+        rejected[0] = tx.rejected
+        if self.state == m.STATE_FAULT:
+            self._emit("incomplete_dispense", txid, tx.stacked[0], tx.stacked[1], tx.stacked[2], tx.stacked[3])
+            return code, tuple(tx.stacked), tuple(rejected), 0
+        self.jr.stacked()
+        self.c["dispenses"] += 1
+        self.state = m.STATE_STACKED
+        if code != m.SUCCESS:
+            self._emit("incomplete_dispense", txid, tx.stacked[0], tx.stacked[1], tx.stacked[2], tx.stacked[3])
+        self._update_units()
+        return code, tuple(tx.stacked), tuple(rejected), 0
+
+    def _pick_all(self, notes):
+        tx = self.jr.open_tx
+        jr = self.jr
+        mech = self.mech
+        result = m.SUCCESS
+        for c in range(m.N_CASSETTES):
+            fails = 0
+            while tx.stacked[c] < notes[c]:
+                self._service()
+                if not self._door_ok():
+                    self._safe(m.DOOR_OPEN)
+                    return m.DOOR_OPEN
+                jr.pick(c)
+                code = mech.pick_to_gate(c)
+                if code == mc.NO_NOTE:
+                    fails += 1
+                    if fails >= PICK_RETRIES:
+                        # The cassette is physically empty whatever its counter says.
+                        jr.purged(0, 0, c)  # records the pick outcome: no note left the cassette
+                        jr.counts[c] = 0
+                        jr.snapshot()
+                        self._update_units()
+                        result = m.CASH_UNIT_ERROR
+                        break
+                    continue
+                if code != mc.OK:
+                    self.c["jams"] += 1
+                    self._emit("jam", c if code != mc.JAM_SENSOR else m.JAM_TRANSPORT, m.JAMMED)
+                    self._safe(m.JAMMED)
+                    return m.JAMMED
+                fails = 0
+                n = mech.notes
+                dest = j.DEST_STACKER if n == 1 else j.DEST_REJECT
+                jr.picked(c, n, dest)
+                if dest == j.DEST_REJECT:
+                    self.c["double_picks"] += 1
+                    self._emit("double_pick", c, n)
+                code = mech.deliver(dest == j.DEST_REJECT, n)
+                if code != mc.OK:
+                    self.c["jams"] += 1
+                    self._emit("jam", m.JAM_TRANSPORT, m.JAMMED)
+                    self._safe(m.JAMMED)
+                    return m.JAMMED
+                if dest == j.DEST_STACKER:
+                    self.c["notes_dispensed"] += 1
+        return result
+
+    def present(self, txid):
+        tx = self.jr.open_tx
+        if tx is None or tx.txid != txid:
+            return m.UNKNOWN_TRANSACTION, 0
+        if self.state != m.STATE_STACKED:
+            return m.SEQUENCE_ERROR, 0
+        if sum(tx.stacked) == 0:
+            return m.SEQUENCE_ERROR, 0
+        if not self._door_ok():
+            return m.DOOR_OPEN, 0
+        self.state = m.STATE_PRESENTING
+        self.jr.mark(j.REC_PRESENT)
+        if self.mech.open_shutter() != mc.OK:
+            self._emit("jam", m.JAM_SHUTTER, m.SHUTTER_FAILURE)
+            self._safe(m.SHUTTER_FAILURE)
+            return m.SHUTTER_FAILURE, 0
+        if self.mech.move_to_presenter() != mc.OK:
+            self.c["jams"] += 1
+            self._emit("jam", m.JAM_PRESENTER, m.JAMMED)
+            self._safe(m.JAMMED)
+            return m.JAMMED, 0
+        n = sum(tx.stacked)
+        self.jr.mark(j.REC_PRESENTED, n)
+        self.state = m.STATE_PRESENTED
+        self._presented_at = time.ticks_ms()
+        self._emit("items_presented", txid, n)
+        return m.SUCCESS, n
+
+    def retract(self, txid):
+        tx = self.jr.open_tx
+        if tx is None or tx.txid != txid:
+            return m.UNKNOWN_TRANSACTION, 0
+        if self.state != m.STATE_PRESENTED:
+            return m.SEQUENCE_ERROR, 0
+        return self._retract(tx)
+
+    def _retract(self, tx):
+        self.state = m.STATE_RETRACTING
+        self.jr.mark(j.REC_RETRACT)
+        code = self.mech.retract()
+        r = self.mech.notes
+        self.jr.mark(j.REC_RETRACTED, r)
+        self.c["retracts"] += 1
+        if code != mc.OK:
+            self._emit("jam", m.JAM_PRESENTER, m.JAMMED)
+            self._safe(m.JAMMED)
+            return m.JAMMED, r
+        if self.mech.close_shutter() != mc.OK:
+            self._emit("jam", m.JAM_SHUTTER, m.SHUTTER_FAILURE)
+        self._emit("items_retracted", tx.txid, r)
+        flags = m.REPORT_FLAG_TAKEN if tx.retracted < tx.presented else 0
+        self._finish(m.PRESENT_PRESENTED, flags)
+        return m.SUCCESS, r
+
+    def tick(self):
+        """Called from the main loop: notes taken, or the present timeout."""
+        if self.state != m.STATE_PRESENTED:
+            return
+        tx = self.jr.open_tx
+        if not self.mech.presenter_has_notes():
+            self.jr.mark(j.REC_TAKEN, tx.presented)
+            self.mech.close_shutter()
+            self._emit("items_taken", tx.txid, tx.presented)
+            self._finish(m.PRESENT_PRESENTED, m.REPORT_FLAG_TAKEN)
+            return
+        if time.ticks_diff(time.ticks_ms(), self._presented_at) >= self.retract_timeout_ms:
+            self._retract(tx)
+
+    def reject(self):
+        """Empty the stacker into the reject bin (a dispense the host chose not to present)."""
+        tx = self.jr.open_tx
+        if self.state not in (m.STATE_STACKED, m.STATE_IDLE):
+            return m.SEQUENCE_ERROR, 0
+        self.state = m.STATE_BUSY
+        code = self.mech.dump_stacker()
+        k = self.mech.notes
+        if tx is not None:
+            tx.rejected += k
+            self.jr.rejected(k)
+            self.jr.purged(k, 0)
+            self._finish(m.PRESENT_NOT_PRESENTED, 0)
+        else:
+            self.jr.purged(k, 0)
+            self.state = m.STATE_IDLE
+        if code != mc.OK:
+            self._safe(m.JAMMED)
+            return m.JAMMED, k
+        return m.SUCCESS, k
+
+    def count(self, cassette):
+        if cassette >= m.N_CASSETTES:
+            return m.INVALID_DATA, 0
+        if self.state != m.STATE_IDLE:
+            return m.SEQUENCE_ERROR, 0
+        self.state = m.STATE_BUSY
+        total = 0
+        fails = 0
+        while fails < PICK_RETRIES:
+            self._service()
+            code = self.mech.pick_to_gate(cassette)
+            if code == mc.NO_NOTE:
+                fails += 1
+                continue
+            if code != mc.OK:
+                self._safe(m.JAMMED)
+                return m.JAMMED, total
+            fails = 0
+            n = self.mech.notes
+            if self.mech.deliver(True, n) != mc.OK:
+                self._safe(m.JAMMED)
+                return m.JAMMED, total
+            total += n
+        self.jr.counted(cassette, total)
+        self.state = m.STATE_IDLE
+        self._update_units()
+        return m.SUCCESS, total
+
+    def replenish(self, device_id, nonce, denoms, counts, mac):
+        if self.state != m.STATE_IDLE:
+            return m.SEQUENCE_ERROR
+        code = self.sec.check_token(device_id, nonce, mac,
+                                    lambda k: auth.replenish_mac(k, device_id, nonce, denoms, counts))
+        if code != m.SUCCESS:
+            return code
+        self.jr.set_cassettes(denoms, counts)
+        self.unit_status = [m.UNIT_OK, m.UNIT_OK, m.UNIT_OK, m.UNIT_OK]
+        self._update_units()
+        return m.SUCCESS
+
+    def shutter(self, open_it):
+        if self.state != m.STATE_IDLE:
+            return m.SEQUENCE_ERROR
+        code = self.mech.open_shutter() if open_it else self.mech.close_shutter()
+        return m.SUCCESS if code == mc.OK else m.SHUTTER_FAILURE
+
+    def reset(self):
+        """Clear a fault: empty the path, finish any open transaction, close the shutter."""
+        if self.state not in (m.STATE_FAULT, m.STATE_IDLE, m.STATE_STACKED):
+            return m.SEQUENCE_ERROR, 0
+        self.state = m.STATE_BUSY
+        moved = self.recover()
+        if self.state == m.STATE_BUSY:
+            self.state = m.STATE_IDLE
+            self.fault = 0
+        return (m.SUCCESS if self.state == m.STATE_IDLE else m.HARDWARE_ERROR), moved
+
+    def set_retract_timeout(self, ms):
+        if ms < RETRACT_TIMEOUT_MIN or ms > RETRACT_TIMEOUT_MAX:
+            return m.INVALID_DATA
+        self.retract_timeout_ms = ms
+        return m.SUCCESS
+
+    # ----- reconciliation --------------------------------------------------------------------------
+    def recover(self):
+        """Empty the path and settle the open transaction exactly; returns the notes moved to bins.
+
+        Used at boot (after a power cut or watchdog reset) and by RESET. Notes are counted by the
+        bin entry sensors as they move; the journal says which transaction and cassette they belong to.
+        """
+        jr = self.jr
+        mech = self.mech
+        tx = jr.open_tx
+        if mech.purge_transport() != mc.OK:
+            self._safe(m.JAMMED)
+            return mech.notes
+        purged = mech.notes  # notes that were between the pick rollers and the bins
+        dumped = 0
+        if mech.stacker_has_notes():
+            code = mech.dump_stacker()
+            dumped = mech.notes
+            if code != mc.OK:
+                self._safe(m.JAMMED)
+                return purged + dumped
+        retracted = 0
+        if mech.presenter_has_notes():
+            mech.retract()
+            retracted = mech.notes
+        if not mech.shutter_closed():
+            mech.close_shutter()
+        moved = purged + dumped + retracted
+        if tx is None:
+            if moved:
+                jr.purged(purged + dumped, retracted)  # notes no transaction owns: counted, binned
+            return moved
+        self.c["power_recoveries"] += 1
+        flags = m.REPORT_FLAG_RECOVERED
+        if tx.phase in (j.REC_BEGIN, j.REC_PICK, j.REC_PICKED, j.REC_STACKED):
+            # Nothing reached the presenter: every note of the transaction ends in the reject bin.
+            if tx.phase == j.REC_PICK and tx.last_pick >= 0:
+                # A pick with no outcome record: the notes it moved leave that cassette now.
+                jr.purged(purged, 0, tx.last_pick)
+                jr.purged(dumped, 0)
+                tx.rejected += purged + dumped
+            else:
+                new = purged + dumped
+                if tx.phase == j.REC_PICKED and tx.last_dest == j.DEST_REJECT and purged >= tx.last_n:
+                    new -= tx.last_n  # a double pick still at the gate: its PICKED record counted it
+                jr.purged(new, 0)
+                tx.rejected += new
+            status = m.PRESENT_NOT_PRESENTED
+            tx.presented = 0
+        else:
+            # The bundle had started towards the customer: what is not back in a bin left the machine.
+            jr.purged(purged + dumped, 0)
+            tx.rejected += purged + dumped
+            if retracted:
+                jr.mark(j.REC_RETRACTED, retracted)
+            tx.presented = max(0, sum(tx.stacked) - dumped)
+            if tx.phase == j.REC_TAKEN:
+                status = m.PRESENT_PRESENTED
+                flags |= m.REPORT_FLAG_TAKEN
+            elif tx.presented == 0:
+                status = m.PRESENT_NOT_PRESENTED
+            elif tx.presented == tx.retracted:
+                status = m.PRESENT_PRESENTED
+            else:
+                # Notes are missing and no sensor saw them taken: XFS4IoT "unknown", for the bank to
+                # settle by reconciliation (bin count, camera) instead of guessing either way.
+                status = m.PRESENT_UNKNOWN
+        self.recovered = tx.txid
+        self._finish(status, flags)
+        return moved
+
+    # ----- reports ---------------------------------------------------------------------------------
+    def report(self, txid):
+        tx = self.jr.find(txid)
+        if tx is None:
+            return m.UNKNOWN_TRANSACTION, None
+        final = tx is not self.jr.open_tx
+        s = tx.stacked
+        unknown = tx.present_status == m.PRESENT_UNKNOWN
+        status = tx.present_status if final else (
+            m.PRESENT_PRESENTED if self.state == m.STATE_PRESENTED else m.PRESENT_NOT_PRESENTED)
+        presented = tx.presented if final or self.state == m.STATE_PRESENTED else 0
+        retracted = tx.retracted
+        flags = tx.flags if final else 0
+        struct.pack_into(m.REPORT_FMT, self._report, 0, self.sec.device_id, tx.txid, tx.nonce,
+                         s[0], s[1], s[2], s[3], presented,
+                         m.UNKNOWN_COUNT if unknown and retracted == 0 and presented == 0 else retracted,
+                         tx.rejected, status, flags, bytes(m.MAC_LEN))
+        self.sec.sign_report(self._report)
+        return m.SUCCESS, self._report

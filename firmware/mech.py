@@ -1,0 +1,257 @@
+"""Dispenser mechanics: pick, measure, hold at the escrow gate, deliver, present, retract, purge.
+
+Each primitive drives the board's motors and polls its sensors until the mechanism reaches the next
+rest point or a time limit passes. The motion loops run with the heap locked (any allocation would raise),
+so they allocate nothing; they return a result code instead of raising, and leave the motors off.
+Times are milliseconds. Every limit is the real mechanism's worst case plus margin.
+"""
+
+import time
+
+import micropython
+from micropython import const
+
+OK = const(0)
+NO_NOTE = const(1)  # the pick motor ran and no note reached the sensor: cassette empty or pick failure
+JAM_SENSOR = const(2)  # a note stayed on the counting sensor
+JAM_TRANSPORT = const(3)  # a released note never reached its bin
+JAM_PRESENTER = const(4)  # the bundle did not reach the presenter
+SHUTTER_FAIL = const(5)  # the shutter did not reach its end switch
+BAD_THICKNESS = const(6)  # the thickness reading is not a whole number of notes
+
+PICK_ARRIVE_MS = const(120)  # pick roller to counting sensor
+NOTE_PASS_MS = const(80)  # longest a single note or double pick may cover the sensor
+GATE_TRAVEL_MS = const(3)  # sensor to escrow gate, at belt speed
+DELIVER_MS = const(200)  # gate to bin entry sensor, per note
+QUIET_MS = const(60)  # no sensor activity this long means the path is empty
+SHUTTER_MS = const(1500)  # shutter end to end
+PRESENT_MS = const(1500)  # stacker to presenter
+BUNDLE_MS = const(5000)  # retract or dump a whole bundle of up to 60 notes
+THICKNESS_ONE = const(20000)  # ADC reading for one note (calibrated per note type at install)
+THICKNESS_MIN = const(12000)  # below this the reading is not a note
+
+
+class Mech:
+    def __init__(self, board, tick):
+        self.b = board
+        self._tick = tick  # feeds the watchdog; called inside motion loops (allocation-free)
+        self.notes = 0  # result of the last primitive: notes measured, delivered or counted
+        self.thickness = 0
+        self.stacked = 0  # purge_transport: notes that ran on into the stacker
+
+    # ----- sensors ---------------------------------------------------------------------------------
+    def stacker_has_notes(self):
+        return self.b.stacker_sensor.value() == 1
+
+    def presenter_has_notes(self):
+        return self.b.presenter_sensor.value() == 1
+
+    def note_on_sensor(self):
+        return self.b.note_sensor.value() == 1
+
+    def shutter_closed(self):
+        return self.b.shutter_closed_sw.value() == 1
+
+    def shutter_open(self):
+        return self.b.shutter_open_sw.value() == 1
+
+    def door_open(self):
+        return self.b.door_sw.value() == 1
+
+    def tampered(self):
+        return self.b.tamper_sw.value() == 1
+
+    def all_off(self):
+        self.b.motors_off()
+
+    # ----- picking ---------------------------------------------------------------------------------
+    def pick_to_gate(self, cassette):
+        """Pick from a cassette; the note(s) stop at the escrow gate. self.notes = notes measured."""
+        micropython.heap_lock()
+        try:
+            return self._pick_locked(cassette)
+        finally:
+            micropython.heap_unlock()
+            self.all_off()
+
+    def _pick_locked(self, cassette):
+        b = self.b
+        sensor = b.note_sensor
+        self.notes = 0
+        self.thickness = 0
+        b.transport.value(1)
+        pick = b.pick[cassette]
+        pick.value(1)
+        t0 = time.ticks_ms()
+        while sensor.value() == 0:
+            self._tick()
+            if time.ticks_diff(time.ticks_ms(), t0) > PICK_ARRIVE_MS:
+                return NO_NOTE
+        pick.value(0)
+        peak = 0
+        t0 = time.ticks_ms()
+        while sensor.value() == 1:
+            v = b.thickness.read_u16()
+            if v > peak:
+                peak = v
+            if time.ticks_diff(time.ticks_ms(), t0) > NOTE_PASS_MS:
+                self.thickness = peak
+                return JAM_SENSOR
+        self.thickness = peak
+        t0 = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t0) < GATE_TRAVEL_MS:
+            self._tick()
+        b.transport.value(0)
+        if peak < THICKNESS_MIN:
+            return BAD_THICKNESS
+        self.notes = (peak + THICKNESS_ONE // 2) // THICKNESS_ONE
+        return OK
+
+    def deliver(self, to_reject, expected):
+        """Release the note(s) held at the gate into the stacker or the reject bin; count entries."""
+        micropython.heap_lock()
+        try:
+            return self._deliver_locked(to_reject, expected)
+        finally:
+            micropython.heap_unlock()
+            self.all_off()
+
+    def _deliver_locked(self, to_reject, expected):
+        b = self.b
+        entry = b.reject_entry if to_reject else b.stacker_entry
+        gate = b.gate_reject if to_reject else b.gate_stacker
+        self.notes = 0
+        gate.value(1)
+        b.transport.value(1)
+        last = entry.value()
+        t0 = time.ticks_ms()
+        while self.notes < expected:
+            self._tick()
+            v = entry.value()
+            if v != last:
+                last = v
+                if v == 1:
+                    self.notes += 1
+                    t0 = time.ticks_ms()
+            if time.ticks_diff(time.ticks_ms(), t0) > DELIVER_MS:
+                return JAM_TRANSPORT
+        # Wait for the entry sensor to clear, so the next motion starts from rest.
+        t0 = time.ticks_ms()
+        while entry.value() == 1:
+            self._tick()
+            if time.ticks_diff(time.ticks_ms(), t0) > DELIVER_MS:
+                return JAM_TRANSPORT
+        return OK
+
+    # ----- emptying the path -----------------------------------------------------------------------
+    def purge_transport(self):
+        """Run the belt with the gate set to reject until the path is quiet; self.notes = notes binned.
+
+        Notes already released towards the stacker run on into it (counted in self.stacked)."""
+        micropython.heap_lock()
+        try:
+            return self._purge_locked()
+        finally:
+            micropython.heap_unlock()
+            self.all_off()
+
+    def _purge_locked(self):
+        b = self.b
+        self.notes = 0
+        self.stacked = 0
+        b.gate_reject.value(1)
+        b.transport.value(1)
+        last_r = b.reject_entry.value()
+        last_s = b.stacker_entry.value()
+        quiet = time.ticks_ms()
+        start = quiet
+        while time.ticks_diff(time.ticks_ms(), quiet) < QUIET_MS:
+            self._tick()
+            r = b.reject_entry.value()
+            s = b.stacker_entry.value()
+            if r != last_r:
+                last_r = r
+                quiet = time.ticks_ms()
+                if r == 1:
+                    self.notes += 1
+            if s != last_s:
+                last_s = s
+                quiet = time.ticks_ms()
+                if s == 1:
+                    self.stacked += 1
+            if b.note_sensor.value() == 1:
+                quiet = time.ticks_ms()
+            if time.ticks_diff(time.ticks_ms(), start) > BUNDLE_MS:
+                return JAM_TRANSPORT
+        return OK
+
+    def dump_stacker(self):
+        """Move every note in the stacker into the reject bin, counting them."""
+        return self._bundle_move(self.b.stack_dump, self.b.reject_entry, self.b.stacker_sensor)
+
+    def retract(self):
+        """Pull every note in the presenter back into the retract bin, counting them."""
+        return self._bundle_move(self.b.stack_rev, self.b.retract_entry, self.b.presenter_sensor)
+
+    def _bundle_move(self, motor, entry, source):
+        micropython.heap_lock()
+        try:
+            return self._bundle_locked(motor, entry, source)
+        finally:
+            micropython.heap_unlock()
+            self.all_off()
+
+    def _bundle_locked(self, motor, entry, source):
+        self.notes = 0
+        motor.value(1)
+        last = entry.value()
+        quiet = time.ticks_ms()
+        start = quiet
+        while source.value() == 1 or time.ticks_diff(time.ticks_ms(), quiet) < QUIET_MS:
+            self._tick()
+            v = entry.value()
+            if v != last:
+                last = v
+                quiet = time.ticks_ms()
+                if v == 1:
+                    self.notes += 1
+            if time.ticks_diff(time.ticks_ms(), start) > BUNDLE_MS:
+                return JAM_TRANSPORT
+        return OK
+
+    # ----- presenting ------------------------------------------------------------------------------
+    def open_shutter(self):
+        return self._shutter(self.b.shutter_open, self.b.shutter_open_sw)
+
+    def close_shutter(self):
+        return self._shutter(self.b.shutter_close, self.b.shutter_closed_sw)
+
+    def _shutter(self, motor, end_switch):
+        micropython.heap_lock()
+        try:
+            motor.value(1)
+            t0 = time.ticks_ms()
+            while end_switch.value() == 0:
+                self._tick()
+                if time.ticks_diff(time.ticks_ms(), t0) > SHUTTER_MS:
+                    return SHUTTER_FAIL
+            return OK
+        finally:
+            micropython.heap_unlock()
+            self.all_off()
+
+    def move_to_presenter(self):
+        """Move the stacked bundle through the open shutter into the presenter."""
+        b = self.b
+        micropython.heap_lock()
+        try:
+            b.stack_fwd.value(1)
+            t0 = time.ticks_ms()
+            while b.stacker_sensor.value() == 1 or b.presenter_sensor.value() == 0:
+                self._tick()
+                if time.ticks_diff(time.ticks_ms(), t0) > PRESENT_MS:
+                    return JAM_PRESENTER
+            return OK
+        finally:
+            micropython.heap_unlock()
+            self.all_off()

@@ -1,0 +1,113 @@
+"""End-to-end security on the dispenser: the device key, command nonces, token checks, signed reports.
+
+- The 32-byte device key is provisioned once (PROVISION) and can never be read back or replaced.
+- A command nonce is epoch (u32, raised and saved at every boot before any nonce is issued) | counter
+  (u32) | 8 random bytes, so it never repeats, even across power loss. One nonce is outstanding at a
+  time; it is consumed by the first token presented against it, valid or not, and expires.
+- Tokens are checked here, on the MCU, with a constant-time MAC compare. Repeated bad tokens lock
+  authorised commands for a while (fraudAttempt).
+"""
+
+import os
+import struct
+import time
+
+from atm_wire import auth
+from atm_wire import messages as m
+
+import store
+
+KEY_PATH = "key.bin"
+EPOCH_PATH = "epoch.bin"
+NONCE_LIFETIME_MS = 180_000  # covers the bank round trip and a slow customer at the keypad
+FRAUD_THRESHOLD = 5  # consecutive bad tokens before the lock
+FRAUD_LOCK_MS = 60_000
+
+
+class Security:
+    def __init__(self, device_id):
+        self.device_id = device_id
+        self.key = store.read(KEY_PATH)
+        if self.key is not None and len(self.key) != m.KEY_LEN:
+            self.key = None
+        raw = store.read(EPOCH_PATH)
+        epoch = struct.unpack("<I", raw)[0] if raw is not None and len(raw) == 4 else 0
+        self.epoch = epoch + 1
+        store.write_atomic(EPOCH_PATH, struct.pack("<I", self.epoch))  # before any nonce is issued
+        self._counter = 0
+        self.nonce = None
+        self._nonce_at = 0
+        self.bad_tokens = 0
+        self._locked_at = 0
+        self.locked = False
+        self.invalid_tokens = 0
+        self.fraud_attempts = 0
+
+    @property
+    def provisioned(self):
+        return self.key is not None
+
+    def provision(self, key):
+        if self.key is not None:
+            return m.ALREADY_PROVISIONED
+        if len(key) != m.KEY_LEN or key == bytes(m.KEY_LEN):
+            return m.INVALID_DATA
+        store.write_atomic(KEY_PATH, bytes(key))
+        self.key = bytes(key)
+        return m.SUCCESS
+
+    def new_nonce(self):
+        self._counter += 1
+        self.nonce = struct.pack("<II", self.epoch, self._counter) + os.urandom(8)
+        self._nonce_at = time.ticks_ms()
+        return self.nonce
+
+    def nonce_valid(self):
+        if self.nonce is None:
+            return False
+        if time.ticks_diff(time.ticks_ms(), self._nonce_at) > NONCE_LIFETIME_MS:
+            self.nonce = None
+            return False
+        return True
+
+    def _check_lock(self):
+        if self.locked and time.ticks_diff(time.ticks_ms(), self._locked_at) > FRAUD_LOCK_MS:
+            self.locked = False
+            self.bad_tokens = 0
+        return self.locked
+
+    def _bad(self, code):
+        self.invalid_tokens += 1
+        self.bad_tokens += 1
+        if self.bad_tokens >= FRAUD_THRESHOLD:
+            self.locked = True
+            self._locked_at = time.ticks_ms()
+            self.fraud_attempts += 1
+            return m.FRAUD_ATTEMPT
+        return code
+
+    def check_token(self, device_id, nonce, mac, mac_fn):
+        """Common checks for a signed command; mac_fn(key) computes the expected MAC."""
+        if self.key is None:
+            return m.NOT_PROVISIONED
+        if self._check_lock():
+            self.invalid_tokens += 1
+            return m.FRAUD_ATTEMPT
+        if device_id != self.device_id:
+            return self._bad(m.INVALID_TOKEN)
+        if not self.nonce_valid():
+            return self._bad(m.NO_COMMAND_NONCE)
+        expected_nonce = self.nonce
+        self.nonce = None  # one token per nonce, whatever its fate
+        if not auth.equal_ct(nonce, expected_nonce):
+            return self._bad(m.INVALID_TOKEN_NONCE)
+        if not auth.equal_ct(mac, mac_fn(self.key)):
+            return self._bad(m.INVALID_TOKEN_HMAC)
+        self.bad_tokens = 0
+        return m.SUCCESS
+
+    def sign_report(self, buf):
+        """Fill the MAC of a report packed into buf (REPORT_FMT with a zero MAC)."""
+        body_len = auth.REPORT_SIZE - m.MAC_LEN
+        mac = auth.report_mac(self.key if self.key is not None else bytes(m.KEY_LEN), buf[:body_len])
+        buf[body_len:auth.REPORT_SIZE] = mac

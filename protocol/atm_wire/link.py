@@ -1,0 +1,230 @@
+"""Reliable, ordered delivery over a lossy serial line: go-back-N with an adaptive retransmit timer.
+
+Shared by firmware and host. The caller owns the clock (milliseconds in a wrapping TICKS_PERIOD space,
+like MicroPython's time.ticks_ms) and the port (a write(buf, n) callable); nothing here blocks.
+
+Rules (docs/protocol.md, "Link layer"):
+- Each DATA frame carries SEQ; the receiver delivers it only when SEQ is the next expected number and
+  answers every DATA frame with an ACK frame naming the next number it expects (cumulative).
+- A frame arriving out of order is dropped and answered with FLAG_NAK so the sender resends at once.
+- Unacknowledged frames are resent, oldest first, when the retransmit timer (RFC 6298: SRTT + 4*RTTVAR,
+  clamped to RTO_MIN..RTO_MAX, doubled on every timeout, Karn's rule) expires.
+- SYN resets both directions to sequence 0; the peer answers SYNACK. A device sends SYN when it boots,
+  so the host learns about every reset of the board.
+"""
+
+from atm_wire.crc import crc16
+from atm_wire.frame import (
+    FLAG_DATA,
+    FLAG_NAK,
+    FLAG_SYN,
+    FLAG_SYNACK,
+    HEADER,
+    MAX_FRAME,
+    OVERHEAD,
+    TRAILER,
+    FrameParser,
+    encode_into,
+)
+
+TICKS_PERIOD = 1 << 30
+_TICKS_HALF = TICKS_PERIOD >> 1
+_TICKS_MASK = TICKS_PERIOD - 1
+
+RTO_MIN = 25  # ms: Klipper's floor; below this a 115200 baud frame is still on the wire
+RTO_MAX = 5000  # ms: cap for the doubled timer, so a reconnected cable recovers within 5 s
+RTO_INITIAL = 250  # ms: before the first RTT sample (RFC 6298 says 1 s; a serial line is faster)
+MAX_WINDOW = 16  # frames in flight; must stay far below 128 for the modular sequence compare
+
+
+def ticks_diff(a: int, b: int) -> int:
+    """Signed difference a - b in the wrapping tick space."""
+    return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+
+
+def seq_diff(a: int, b: int) -> int:
+    """Signed difference a - b of two 8-bit sequence numbers."""
+    return ((a - b + 128) & 0xFF) - 128
+
+
+class Link:
+    """One end of the link. deliver(buf, start, end) receives each in-order payload exactly once."""
+
+    def __init__(self, write, deliver, window: int = 8, on_reset=None):
+        if window < 1 or window > MAX_WINDOW:
+            raise ValueError("window out of range")
+        self._write = write
+        self._deliver = deliver
+        self._on_reset = on_reset
+        self.window = window
+        self.parser = FrameParser()
+        self._slots = [bytearray(MAX_FRAME) for _ in range(window)]
+        self._slot_len = [0] * window
+        self._slot_sent = [0] * window
+        self._slot_retx = [False] * window
+        self._ctl = bytearray(OVERHEAD)
+        self._base = 0  # oldest unacknowledged sequence number
+        self._next = 0  # next sequence number to send
+        self._expect = 0  # next sequence number expected from the peer
+        self._timer_start = 0
+        self._last_nak_resend = 0
+        self._now = 0
+        self.srtt = -1
+        self.rttvar = 0
+        self.rto = RTO_INITIAL
+        self.syn_pending = False
+        self.connected = False
+        # Counters (reported by the firmware's COUNTERS command and the host's stats).
+        self.tx_frames = 0
+        self.rx_frames = 0
+        self.retransmits = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.resets = 0
+
+    # ----- sending -------------------------------------------------------------------------------
+    def in_flight(self) -> int:
+        return (self._next - self._base) & 0xFF
+
+    def can_send(self) -> bool:
+        return self.connected and self.in_flight() < self.window
+
+    def send(self, payload, plen: int, now: int) -> bool:
+        """Queue and transmit one payload; False when the window is full or the link is not up."""
+        if not self.can_send():
+            return False
+        seq = self._next
+        slot = seq % self.window
+        buf = self._slots[slot]
+        n = encode_into(buf, seq, self._expect, FLAG_DATA, payload, plen)
+        self._slot_len[slot] = n
+        self._slot_sent[slot] = now
+        self._slot_retx[slot] = False
+        if self.in_flight() == 0:
+            self._timer_start = now
+        self._next = (seq + 1) & 0xFF
+        self._write(buf, n)
+        self.tx_frames += 1
+        return True
+
+    def _send_control(self, flags: int) -> None:
+        n = encode_into(self._ctl, self._next, self._expect, flags)
+        self._write(self._ctl, n)
+
+    def start(self, now: int) -> None:
+        """Send SYN: ask the peer to restart both directions at sequence 0."""
+        self._reset_state()
+        self.syn_pending = True
+        self._timer_start = now
+        self._send_control(FLAG_SYN)
+
+    def _reset_state(self) -> None:
+        self._base = 0
+        self._next = 0
+        self._expect = 0
+        self.parser.reset()
+        self.connected = False
+
+    def _resend_from_base(self, now: int) -> None:
+        seq = self._base
+        while seq != self._next:
+            slot = seq % self.window
+            buf = self._slots[slot]
+            n = self._slot_len[slot]
+            if buf[2] != self._expect:
+                # Refresh the piggybacked ACK in place: header byte 2, then the CRC.
+                buf[2] = self._expect
+                crc = crc16(buf, 0, n - TRAILER)
+                buf[n - 3] = crc >> 8
+                buf[n - 2] = crc & 0xFF
+            self._slot_retx[slot] = True
+            self._slot_sent[slot] = now
+            self._write(buf, n)
+            self.retransmits += 1
+            seq = (seq + 1) & 0xFF
+        self._timer_start = now
+
+    def poll(self, now: int) -> None:
+        """Run the retransmit timer; call often (every loop on the MCU, every few ms on the host)."""
+        if self.syn_pending:
+            if ticks_diff(now, self._timer_start) >= self.rto:
+                self.rto = min(self.rto * 2, RTO_MAX)
+                self._timer_start = now
+                self._send_control(FLAG_SYN)
+            return
+        if self.in_flight() and ticks_diff(now, self._timer_start) >= self.rto:
+            self.rto = min(self.rto * 2, RTO_MAX)
+            self._resend_from_base(now)
+
+    # ----- receiving -----------------------------------------------------------------------------
+    def feed(self, data, n: int, now: int) -> None:
+        """Consume bytes read from the port."""
+        self._now = now
+        self.parser.feed(data, n, self._on_frame)
+
+    def _on_frame(self, buf, length: int) -> None:
+        now = self._now
+        seq = buf[1]
+        ack = buf[2]
+        flags = buf[3]
+        self.rx_frames += 1
+        if flags & FLAG_SYN:
+            # The peer restarted (or is connecting): restart both directions and confirm.
+            self._reset_state()
+            self.syn_pending = False
+            self.connected = True
+            self.resets += 1
+            self._send_control(FLAG_SYNACK)
+            if self._on_reset is not None:
+                self._on_reset()
+            return
+        if flags & FLAG_SYNACK:
+            if self.syn_pending:
+                self.syn_pending = False
+                self.connected = True
+                self.rto = RTO_INITIAL
+            return
+        if not self.connected:
+            return
+        self._process_ack(ack, now)
+        if flags & FLAG_NAK and self.in_flight():
+            # Resend at once, but at most once per RTT so a burst of NAKs does not cause a storm.
+            if ticks_diff(now, self._last_nak_resend) >= max(self.srtt, RTO_MIN):
+                self._last_nak_resend = now
+                self._resend_from_base(now)
+        if not flags & FLAG_DATA:
+            return
+        d = seq_diff(seq, self._expect)
+        if d == 0:
+            self._expect = (self._expect + 1) & 0xFF
+            self._send_control(0)
+            self._deliver(buf, HEADER, length - 3)
+        elif d < 0:
+            self.duplicates += 1
+            self._send_control(0)  # our ACK was lost: repeat it
+        else:
+            self.out_of_order += 1
+            self._send_control(FLAG_NAK)
+
+    def _process_ack(self, ack: int, now: int) -> None:
+        acked = seq_diff(ack, self._base)
+        if acked <= 0 or acked > self.in_flight():
+            return
+        while self._base != ack:
+            slot = self._base % self.window
+            if not self._slot_retx[slot]:
+                self._sample_rtt(ticks_diff(now, self._slot_sent[slot]))
+            self._base = (self._base + 1) & 0xFF
+        self._timer_start = now
+
+    def _sample_rtt(self, rtt: int) -> None:
+        if rtt < 0:
+            return
+        if self.srtt < 0:
+            self.srtt = rtt
+            self.rttvar = rtt // 2
+        else:
+            self.rttvar = (3 * self.rttvar + abs(self.srtt - rtt)) // 4
+            self.srtt = (7 * self.srtt + rtt) // 8
+        self.rto = min(max(self.srtt + 4 * self.rttvar, RTO_MIN), RTO_MAX)
+

@@ -1,0 +1,1 @@
+"""Simulated dispenser board: real firmware in real MicroPython, with a mechanics model."""

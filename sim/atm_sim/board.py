@@ -1,0 +1,337 @@
+"""The simulated board: the real firmware in a real MicroPython, wired to the mechanics model.
+
+- Flash: a littlefs image file (848 KiB, like a Pico) that survives restarts; `flash()` formats it and
+  copies the firmware into it, compiled with mpy-cross, as `mpremote cp` would.
+- UART0: a pty. The interpreter gets the master end; the host opens the slave path with pyserial.
+  The pty outlives the interpreter, so the host's port stays open across power cuts.
+- Pins and ADC: a TCP "board bus" on loopback, served here from the mechanics model.
+- Watchdog: kept here, outside the interpreter. A missed feed kills the process and restarts it with
+  reset cause WDT_RESET; the flash image survives.
+- Power cuts: at any instant a test chooses, including exactly at the k-th pin write or the k-th
+  flash block write from now (the points where the firmware's state changes).
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+import tty
+from collections.abc import Callable
+from pathlib import Path
+
+from atm_sim.mechanics import Mechanics
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE_DIR = REPO / "firmware"
+WIRE_DIR = REPO / "protocol" / "atm_wire"
+MP_DIR = Path(__file__).resolve().parent / "mp"
+
+OP_WRITE, OP_READ, OP_ADC = 0x57, 0x52, 0x41
+OP_WDT_START, OP_WDT_FEED, OP_FLASH, OP_RESET_CAUSE = 0x53, 0x44, 0x46, 0x43
+PWRON_RESET, WDT_RESET = 1, 3
+
+
+class SimError(Exception):
+    """The simulated board could not be built or started."""
+
+
+def _tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise SimError(f"{name} not found: run ./atm setup (it installs the pinned MicroPython tools)")
+    return found
+
+
+def build_image_tree(dest: Path, compile_mpy: bool = True) -> Path:
+    """Stage the firmware as it will sit on the board's flash: main.py, modules as .mpy, lib/atm_wire."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "lib" / "atm_wire").mkdir(parents=True)
+    mpy_cross = _tool("mpy-cross") if compile_mpy else ""
+    sources = [(p, dest / p.name) for p in FIRMWARE_DIR.glob("*.py")]
+    sources += [(p, dest / "lib" / "atm_wire" / p.name) for p in WIRE_DIR.glob("*.py")]
+    for src, dst in sources:
+        if not compile_mpy or src.name == "main.py":
+            shutil.copy(src, dst)
+            continue
+        out = dst.with_suffix(".mpy")
+        res = subprocess.run(
+            [mpy_cross, "-o", str(out), "-s", src.name, str(src)], capture_output=True, text=True
+        )
+        if res.returncode != 0:
+            raise SimError(f"mpy-cross failed on {src}: {res.stderr.strip()}")
+    return dest
+
+
+class SimBoard:
+    """One simulated dispenser board. Use as a context manager, or call start() and stop()."""
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        unique_id: str = "e66038b7134f2a2f",
+        heap: str = "192K",
+        auto_restart: bool = True,
+        seed: int = 1,
+    ) -> None:
+        self._own_dir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="atm-sim-")) if workdir is None else workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.image = self.workdir / "flash.img"
+        self.unique_id = unique_id
+        self.heap = heap
+        self.auto_restart = auto_restart
+        self.mech = Mechanics(seed)
+        self.log_path = self.workdir / "firmware.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._master = -1
+        self._slave = -1
+        self.port = ""
+        self._server: socket.socket | None = None
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._wdt_timeout = 0.0
+        self._wdt_last = 0.0
+        self._reset_cause = PWRON_RESET
+        self._cut_kind = ""
+        self._cut_left = 0
+        self._cut_hook: Callable[[], None] | None = None
+        self.flash_writes = 0
+        self.pin_writes = 0
+        self.boots = 0
+        self.watchdog_resets = 0
+        self.power_cuts = 0
+        self._threads: list[threading.Thread] = []
+
+    # ----- set-up ----------------------------------------------------------------------------------
+    def flash(self, fmt: bool = False) -> None:
+        """Copy the firmware into the flash image (format first when asked or when it is new)."""
+        tree = build_image_tree(self.workdir / "image-tree")
+        args = [_tool("micropython"), str(MP_DIR / "flashtool.py"), str(self.image), str(tree)]
+        if fmt or not self.image.exists():
+            args.append("--format")
+        res = subprocess.run(args, capture_output=True, text=True, cwd=MP_DIR)
+        if res.returncode != 0:
+            raise SimError(f"flashing failed: {res.stdout}{res.stderr}")
+
+    def _open_pty(self) -> None:
+        master, slave = pty.openpty()
+        tty.setraw(master)
+        tty.setraw(slave)
+        attrs = termios.tcgetattr(slave)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.port = os.ttyname(slave)
+
+    def start(self) -> SimBoard:
+        if not self.image.exists():
+            self.flash(fmt=True)
+        self._open_pty()
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self._server = srv
+        for target in (self._accept_loop, self._watchdog_loop):
+            t = threading.Thread(target=target, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self._spawn(PWRON_RESET)
+        return self
+
+    def _spawn(self, cause: int) -> None:
+        assert self._server is not None
+        self._reset_cause = cause
+        self._wdt_timeout = 0.0
+        # Bytes the host sent while the board was off are lost, as on a real UART.
+        termios.tcflush(self._master, termios.TCIOFLUSH)
+        env = {
+            "ATM_SIM_BUS_PORT": str(self._server.getsockname()[1]),
+            "ATM_SIM_UART_FD": str(self._master),
+            "ATM_SIM_FLASH": str(self.image),
+            "ATM_SIM_UNIQUE_ID": self.unique_id,
+            "PATH": os.environ.get("PATH", ""),
+        }
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [_tool("micropython"), "-X", f"heapsize={self.heap}", str(MP_DIR / "simboot.py")],
+            env=env,
+            pass_fds=(self._master,),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=MP_DIR,
+        )
+        log.close()
+        self.boots += 1
+
+    # ----- power -----------------------------------------------------------------------------------
+    def power_cut(self) -> None:
+        """Cut the power now: the interpreter dies mid-instruction; motors stop; flash survives."""
+        with self._lock:
+            proc = self._proc
+            self._proc = None
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+            self.mech.power_off()
+            self.power_cuts += 1
+
+    def power_on(self) -> None:
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._spawn(PWRON_RESET)
+
+    def cut_at(self, kind: str, k: int, hook: Callable[[], None] | None = None) -> None:
+        """Arm a power cut at the k-th (1-based) 'pin' write or 'flash' block write from now."""
+        if kind not in ("pin", "flash") or k < 1:
+            raise ValueError("kind must be 'pin' or 'flash' and k >= 1")
+        with self._lock:
+            self._cut_kind, self._cut_left, self._cut_hook = kind, k, hook
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._cut_kind, self._cut_left = "", 0
+
+    @property
+    def armed(self) -> bool:
+        return self._cut_left > 0
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.power_cut()
+        if self._server is not None:
+            self._server.close()
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = -1
+        if self._own_dir and os.environ.get("ATM_SIM_KEEP") is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> SimBoard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # ----- the board bus ---------------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        assert self._server is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = bytearray(4)
+        view = memoryview(buf)
+        with conn:
+            while not self._stop.is_set():
+                got = 0
+                try:
+                    while got < 4:
+                        n = conn.recv_into(view[got:], 4 - got)
+                        if n == 0:
+                            return
+                        got += n
+                except OSError:
+                    return
+                op, pin, value = buf[0], buf[1], buf[2] | (buf[3] << 8)
+                reply = self._handle(op, pin, value)
+                if reply is None:
+                    return  # the power was cut here: the interpreter never sees an answer
+                try:
+                    conn.sendall(struct.pack("<H", reply))
+                except OSError:
+                    return
+
+    def _tick_cut(self, kind: str) -> bool:
+        if self._cut_kind != kind or self._cut_left <= 0:
+            return False
+        self._cut_left -= 1
+        if self._cut_left > 0:
+            return False
+        self._cut_kind = ""
+        hook = self._cut_hook
+        self.power_cut()
+        if hook is not None:
+            hook()
+        if self.auto_restart:
+            self.power_on()
+        return True
+
+    def _handle(self, op: int, pin: int, value: int) -> int | None:
+        now = time.monotonic()
+        mech = self.mech
+        with self._lock:
+            if op == OP_WRITE:
+                self.pin_writes += 1
+                if self._tick_cut("pin"):
+                    return None
+                mech.write(pin, value, now)
+                return 0
+            if op == OP_READ:
+                return mech.read(pin, now)
+            if op == OP_ADC:
+                return mech.adc(pin, now)
+            if op == OP_WDT_START:
+                self._wdt_timeout = value / 1000.0
+                self._wdt_last = now
+                return 0
+            if op == OP_WDT_FEED:
+                self._wdt_last = now
+                return 0
+            if op == OP_FLASH:
+                self.flash_writes += 1
+                if self._tick_cut("flash"):
+                    return None
+                return 0
+            if op == OP_RESET_CAUSE:
+                return self._reset_cause
+        return 0
+
+    def _watchdog_loop(self) -> None:
+        while not self._stop.wait(0.05):
+            with self._lock:
+                proc = self._proc
+                expired = (
+                    proc is not None
+                    and self._wdt_timeout > 0
+                    and time.monotonic() - self._wdt_last > self._wdt_timeout
+                )
+                if expired:
+                    self.power_cut()
+                    self.power_cuts -= 1
+                    self.watchdog_resets += 1
+                    self._spawn(WDT_RESET)
+                elif proc is not None and proc.poll() is not None and self.auto_restart:
+                    # The interpreter exited by itself (machine.reset() or a crash): reboot it.
+                    self._proc = None
+                    self._spawn(PWRON_RESET)
