@@ -9,19 +9,26 @@ import gc
 import struct
 import time
 
+import dispenser as dsp
+import journal as jn
+import mech as mc
+import security as sc
 from atm_wire import PROTOCOL_VERSION
 from atm_wire import messages as m
 from atm_wire.frame import MAX_PAYLOAD
 from atm_wire.link import Link
 
-import dispenser as dsp
-import journal as jn
-import mech as mc
-import security as sc
-
 FW_VERSION = (1, 0, 0)
-CAPABILITIES = (m.CAP_E2E_TOKEN | m.CAP_SHUTTER | m.CAP_RETRACT | m.CAP_DOUBLE_PICK_DETECT
-                | m.CAP_POWER_SAFE_JOURNAL)
+
+
+def _ms() -> int:
+    """Milliseconds in the wrapping ticks space the link uses (a small int: no allocation)."""
+    return time.ticks_ms()  # pyright: ignore[reportReturnType]  (ticks are plain small ints at run time)
+
+
+CAPABILITIES = (
+    m.CAP_E2E_TOKEN | m.CAP_SHUTTER | m.CAP_RETRACT | m.CAP_DOUBLE_PICK_DETECT | m.CAP_POWER_SAFE_JOURNAL
+)
 READ_ONLY = ("hello", "status", "counters", "cassette_info", "get_report", "denominate")
 OUTQ_MAX = 24  # messages waiting for link window space; the oldest is dropped (and counted) beyond
 LINK_WINDOW = 4
@@ -47,7 +54,7 @@ class App:
         self._outq = []
         self._pending = None
         self._busy = False
-        self._boot_ms = time.ticks_ms()
+        self._boot_ms = _ms()
         self._heap_peak = 0
 
     # ----- link plumbing ---------------------------------------------------------------------------
@@ -58,14 +65,14 @@ class App:
         self._pending = None
 
     def _send(self, payload):
-        if not self._outq and self.link.send(payload, len(payload), time.ticks_ms()):
+        if not self._outq and self.link.send(payload, len(payload), _ms()):
             return
         if len(self._outq) >= OUTQ_MAX:
             self._outq.pop(0)  # the host re-reads state (STATUS, GET_REPORT): the journal is the truth
         self._outq.append(payload)
 
     def _flush(self):
-        now = time.ticks_ms()
+        now = _ms()
         while self._outq and self.link.send(self._outq[0], len(self._outq[0]), now):
             self._outq.pop(0)
 
@@ -74,7 +81,7 @@ class App:
         self.board.wdt.feed()
         uart = self.board.uart
         n = uart.readinto(self._rx)
-        now = time.ticks_ms()
+        now = _ms()
         if n:
             self.link.feed(self._rx, n, now)
         self.link.poll(now)
@@ -127,8 +134,18 @@ class App:
         fields = ()
         try:
             if name == "hello":
-                fields = (PROTOCOL_VERSION, FW_VERSION[0], FW_VERSION[1], FW_VERSION[2], self.sec.device_id,
-                          CAPABILITIES, self.sec.epoch, m.N_CASSETTES, MAX_PAYLOAD, d.retract_timeout_ms)
+                fields = (
+                    PROTOCOL_VERSION,
+                    FW_VERSION[0],
+                    FW_VERSION[1],
+                    FW_VERSION[2],
+                    self.sec.device_id,
+                    CAPABILITIES,
+                    self.sec.epoch,
+                    m.N_CASSETTES,
+                    MAX_PAYLOAD,
+                    d.retract_timeout_ms,
+                )
             elif name == "status":
                 fields = self._status()
             elif name == "get_nonce":
@@ -174,7 +191,7 @@ class App:
                 fields = d.cassette_info()
             elif name == "get_report":
                 result, rep = d.report(args[0])
-                if result == m.SUCCESS:
+                if result == m.SUCCESS and rep is not None:
                     head = struct.pack(m.COMPLETION_FMT, m.MSG_COMPLETION, req_id, entry[1], result)
                     self._send(head + bytes(rep))
                     return
@@ -204,8 +221,11 @@ class App:
     def _status(self):
         d = self.disp
         mech = self.mech
-        shutter = m.SHUTTER_CLOSED if mech.shutter_closed() else (
-            m.SHUTTER_OPEN if mech.shutter_open() else m.SHUTTER_JAMMED)
+        shutter = (
+            m.SHUTTER_CLOSED
+            if mech.shutter_closed()
+            else (m.SHUTTER_OPEN if mech.shutter_open() else m.SHUTTER_JAMMED)
+        )
         flags = 0
         if self.sec.provisioned:
             flags |= m.STATUS_FLAG_PROVISIONED
@@ -217,9 +237,17 @@ class App:
             flags |= m.STATUS_FLAG_TAMPER
         tx = self.jr.open_tx
         presented = tx.presented if tx is not None and d.state == m.STATE_PRESENTED else 0
-        uptime = time.ticks_diff(time.ticks_ms(), self._boot_ms) // 1000
-        return (d.state, shutter, 1 if mech.door_open() else 0, d.fault, flags, d.stacked_total(), presented,
-                uptime)
+        uptime = time.ticks_diff(_ms(), self._boot_ms) // 1000
+        return (
+            d.state,
+            shutter,
+            1 if mech.door_open() else 0,
+            d.fault,
+            flags,
+            d.stacked_total(),
+            presented,
+            uptime,
+        )
 
     def _counters(self):
         c = self.c
@@ -238,7 +266,7 @@ class App:
     # ----- main loop -------------------------------------------------------------------------------
     def run(self):
         moved = self.disp.recover()
-        self.link.start(time.ticks_ms())
+        self.link.start(_ms())
         cause = m.BOOT_WATCHDOG if self.board.watchdog_reset else m.BOOT_POWER_ON
         self.emit("boot", cause, self.sec.epoch, 1 if self.disp.recovered is not None else 0)
         if self.disp.recovered is not None:

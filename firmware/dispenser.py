@@ -7,11 +7,10 @@ any instant leaves enough on the flash to account for every note exactly (see re
 import struct
 import time
 
-from atm_wire import auth
-from atm_wire import messages as m
-
 import journal as j
 import mech as mc
+from atm_wire import auth
+from atm_wire import messages as m
 
 MAX_NOTES = 60  # presenter capacity: a bundle thicker than this jams the shutter
 PICK_RETRIES = 3  # failed picks in a row before a cassette is declared empty
@@ -63,8 +62,22 @@ class Dispenser:
         d = jr.denoms
         n = jr.counts
         u = self.unit_status
-        return (d[0], d[1], d[2], d[3], n[0], n[1], n[2], n[3], u[0], u[1], u[2], u[3],
-                jr.reject_bin & 0xFFFF, jr.retract_bin & 0xFFFF)
+        return (
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            n[0],
+            n[1],
+            n[2],
+            n[3],
+            u[0],
+            u[1],
+            u[2],
+            u[3],
+            jr.reject_bin & 0xFFFF,
+            jr.retract_bin & 0xFFFF,
+        )
 
     def stacked_total(self):
         tx = self.jr.open_tx
@@ -100,8 +113,11 @@ class Dispenser:
         prior = self.jr.find(txid)
         if prior is not None:
             # The host retried a transaction this device already ran: answer, never move a note.
-            if auth.equal_ct(prior.nonce, nonce) and self.sec.key is not None and auth.equal_ct(
-                    mac, auth.dispense_mac(self.sec.key, device_id, nonce, txid, notes)):
+            if (
+                auth.equal_ct(prior.nonce, nonce)
+                and self.sec.key is not None
+                and auth.equal_ct(mac, auth.dispense_mac(self.sec.key, device_id, nonce, txid, notes))
+            ):
                 return m.SUCCESS, tuple(prior.stacked), (prior.rejected, 0, 0, 0), m.REPORT_FLAG_DUPLICATE
             self.sec.invalid_tokens += 1
             return m.INVALID_TOKEN_NONCE, zero, zero, 0
@@ -112,8 +128,9 @@ class Dispenser:
         code, _ = self.denominate(notes)
         if code != m.SUCCESS:
             return code, zero, zero, 0
-        code = self.sec.check_token(device_id, nonce, mac,
-                                    lambda k: auth.dispense_mac(k, device_id, nonce, txid, notes))
+        code = self.sec.check_token(
+            device_id, nonce, mac, lambda k: auth.dispense_mac(k, device_id, nonce, txid, notes)
+        )
         if code != m.SUCCESS:
             return code, zero, zero, 0
         self.jr.begin(txid, nonce, notes)
@@ -123,13 +140,17 @@ class Dispenser:
         rejected = [0, 0, 0, 0]
         rejected[0] = tx.rejected
         if self.state == m.STATE_FAULT:
-            self._emit("incomplete_dispense", txid, tx.stacked[0], tx.stacked[1], tx.stacked[2], tx.stacked[3])
+            self._emit(
+                "incomplete_dispense", txid, tx.stacked[0], tx.stacked[1], tx.stacked[2], tx.stacked[3]
+            )
             return code, tuple(tx.stacked), tuple(rejected), 0
         self.jr.stacked()
         self.c["dispenses"] += 1
         self.state = m.STATE_STACKED
         if code != m.SUCCESS:
-            self._emit("incomplete_dispense", txid, tx.stacked[0], tx.stacked[1], tx.stacked[2], tx.stacked[3])
+            self._emit(
+                "incomplete_dispense", txid, tx.stacked[0], tx.stacked[1], tx.stacked[2], tx.stacked[3]
+            )
         self._update_units()
         return code, tuple(tx.stacked), tuple(rejected), 0
 
@@ -300,8 +321,9 @@ class Dispenser:
     def replenish(self, device_id, nonce, denoms, counts, mac):
         if self.state != m.STATE_IDLE:
             return m.SEQUENCE_ERROR
-        code = self.sec.check_token(device_id, nonce, mac,
-                                    lambda k: auth.replenish_mac(k, device_id, nonce, denoms, counts))
+        code = self.sec.check_token(
+            device_id, nonce, mac, lambda k: auth.replenish_mac(k, device_id, nonce, denoms, counts)
+        )
         if code != m.SUCCESS:
             return code
         self.jr.set_cassettes(denoms, counts)
@@ -411,14 +433,31 @@ class Dispenser:
         final = tx is not self.jr.open_tx
         s = tx.stacked
         unknown = tx.present_status == m.PRESENT_UNKNOWN
-        status = tx.present_status if final else (
-            m.PRESENT_PRESENTED if self.state == m.STATE_PRESENTED else m.PRESENT_NOT_PRESENTED)
+        status = (
+            tx.present_status
+            if final
+            else (m.PRESENT_PRESENTED if self.state == m.STATE_PRESENTED else m.PRESENT_NOT_PRESENTED)
+        )
         presented = tx.presented if final or self.state == m.STATE_PRESENTED else 0
         retracted = tx.retracted
         flags = tx.flags if final else 0
-        struct.pack_into(m.REPORT_FMT, self._report, 0, self.sec.device_id, tx.txid, tx.nonce,
-                         s[0], s[1], s[2], s[3], presented,
-                         m.UNKNOWN_COUNT if unknown and retracted == 0 and presented == 0 else retracted,
-                         tx.rejected, status, flags, bytes(m.MAC_LEN))
+        struct.pack_into(
+            m.REPORT_FMT,
+            self._report,
+            0,
+            self.sec.device_id,
+            tx.txid,
+            tx.nonce,
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            presented,
+            m.UNKNOWN_COUNT if unknown and retracted == 0 and presented == 0 else retracted,
+            tx.rejected,
+            status,
+            flags,
+            bytes(m.MAC_LEN),
+        )
         self.sec.sign_report(self._report)
         return m.SUCCESS, self._report

@@ -4,9 +4,8 @@ Reference board: RP2040 (Raspberry Pi Pico) wired to the dispenser's driver boar
 provides the same machine API, so this file is used unchanged there. Pin numbers are GPIO numbers.
 """
 
-from micropython import const
-
 import machine
+from micropython import const
 
 UART_ID = const(0)
 UART_TX = const(0)
@@ -65,8 +64,14 @@ class Board:
         self.door_sw = machine.Pin(DOOR_SW, inp)
         self.tamper_sw = machine.Pin(TAMPER_SW, inp)
         self.thickness = machine.ADC(machine.Pin(THICKNESS_ADC))
-        self.uart = machine.UART(UART_ID, baudrate=UART_BAUD, tx=machine.Pin(UART_TX), rx=machine.Pin(UART_RX),
-                                 timeout=0, rxbuf=UART_RXBUF)
+        self.uart = machine.UART(
+            UART_ID,
+            baudrate=UART_BAUD,
+            tx=machine.Pin(UART_TX),
+            rx=machine.Pin(UART_RX),
+            timeout=0,
+            rxbuf=UART_RXBUF,
+        )
         self.device_id = machine.unique_id()
         cause = machine.reset_cause()
         self.watchdog_reset = cause == machine.WDT_RESET

@@ -20,9 +20,8 @@ grows past COMPACT_AT records and no transaction is open.
 import os
 import struct
 
-from atm_wire.crc import crc16
-
 import store
+from atm_wire.crc import crc16
 
 REC_SIZE = 48
 _FMT = "<BBH16s16s4HH"
@@ -109,23 +108,30 @@ class Journal:
     def begin(self, txid, nonce, notes):
         self._append(REC_BEGIN, txid, nonce, notes[0], notes[1], notes[2], notes[3])
 
+    def _tx(self):
+        tx = self.open_tx
+        assert tx is not None, "no open transaction"
+        return tx
+
     def pick(self, cassette):
-        self._append(REC_PICK, self.open_tx.txid, d0=cassette)
+        self._append(REC_PICK, self._tx().txid, d0=cassette)
 
     def picked(self, cassette, notes, dest):
-        self._append(REC_PICKED, self.open_tx.txid, d0=cassette, d1=notes, d2=dest)
+        self._append(REC_PICKED, self._tx().txid, d0=cassette, d1=notes, d2=dest)
 
     def stacked(self):
-        s = self.open_tx.stacked
-        self._append(REC_STACKED, self.open_tx.txid, d0=s[0], d1=s[1], d2=s[2], d3=s[3])
+        tx = self._tx()
+        s = tx.stacked
+        self._append(REC_STACKED, tx.txid, d0=s[0], d1=s[1], d2=s[2], d3=s[3])
 
     def mark(self, rtype, value=0):
-        self._append(rtype, self.open_tx.txid, d0=value)
+        self._append(rtype, self._tx().txid, d0=value)
 
     def end(self, present_status, flags):
-        tx = self.open_tx
-        self._append(REC_END, tx.txid, d0=present_status, d1=tx.presented, d2=tx.retracted, d3=tx.rejected,
-                     flags=flags)
+        tx = self._tx()
+        self._append(
+            REC_END, tx.txid, d0=present_status, d1=tx.presented, d2=tx.retracted, d3=tx.rejected, flags=flags
+        )
 
     def purged(self, to_reject, to_retract, cassette=0xFF):
         self._append(REC_PURGED, d0=to_reject, d1=to_retract, d2=cassette)
@@ -263,13 +269,27 @@ class Journal:
         keep_retract = self.retract_bin
         for tx in recent:
             s = tx.stacked
-            self._append(REC_BEGIN, tx.txid, tx.nonce, tx.requested[0], tx.requested[1], tx.requested[2],
-                         tx.requested[3])
+            self._append(
+                REC_BEGIN,
+                tx.txid,
+                tx.nonce,
+                tx.requested[0],
+                tx.requested[1],
+                tx.requested[2],
+                tx.requested[3],
+            )
             for c in range(4):
                 if s[c]:
                     self._append(REC_PICKED, tx.txid, d0=c, d1=s[c], d2=DEST_STACKER)
-            self._append(REC_END, tx.txid, d0=tx.present_status, d1=tx.presented, d2=tx.retracted,
-                         d3=tx.rejected, flags=tx.flags)
+            self._append(
+                REC_END,
+                tx.txid,
+                d0=tx.present_status,
+                d1=tx.presented,
+                d2=tx.retracted,
+                d3=tx.rejected,
+                flags=tx.flags,
+            )
         # Replaying the copied transactions must not move the cassette counts or bins again.
         for i in range(4):
             self.counts[i] = keep_counts[i]

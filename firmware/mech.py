@@ -83,18 +83,25 @@ class Mech:
         pick = b.pick[cassette]
         pick.value(1)
         t0 = time.ticks_ms()
-        while sensor.value() == 0:
-            self._tick()
-            if time.ticks_diff(time.ticks_ms(), t0) > PICK_ARRIVE_MS:
+        while True:
+            # Deadline first, sensor second: a stall between the two can never fake a timeout.
+            expired = time.ticks_diff(time.ticks_ms(), t0) > PICK_ARRIVE_MS
+            if sensor.value() == 1:
+                break
+            if expired:
                 return NO_NOTE
+            self._tick()
         pick.value(0)
         peak = 0
         t0 = time.ticks_ms()
-        while sensor.value() == 1:
+        while True:
+            expired = time.ticks_diff(time.ticks_ms(), t0) > NOTE_PASS_MS
             v = b.thickness.read_u16()
+            if sensor.value() == 0:
+                break
             if v > peak:
                 peak = v
-            if time.ticks_diff(time.ticks_ms(), t0) > NOTE_PASS_MS:
+            if expired:
                 self.thickness = peak
                 return JAM_SENSOR
         self.thickness = peak
@@ -127,20 +134,25 @@ class Mech:
         t0 = time.ticks_ms()
         while self.notes < expected:
             self._tick()
+            expired = time.ticks_diff(time.ticks_ms(), t0) > DELIVER_MS
             v = entry.value()
             if v != last:
                 last = v
                 if v == 1:
                     self.notes += 1
                     t0 = time.ticks_ms()
-            if time.ticks_diff(time.ticks_ms(), t0) > DELIVER_MS:
+                continue
+            if expired:
                 return JAM_TRANSPORT
         # Wait for the entry sensor to clear, so the next motion starts from rest.
         t0 = time.ticks_ms()
-        while entry.value() == 1:
-            self._tick()
-            if time.ticks_diff(time.ticks_ms(), t0) > DELIVER_MS:
+        while True:
+            expired = time.ticks_diff(time.ticks_ms(), t0) > DELIVER_MS
+            if entry.value() == 0:
+                break
+            if expired:
                 return JAM_TRANSPORT
+            self._tick()
         return OK
 
     # ----- emptying the path -----------------------------------------------------------------------
@@ -231,11 +243,13 @@ class Mech:
         try:
             motor.value(1)
             t0 = time.ticks_ms()
-            while end_switch.value() == 0:
-                self._tick()
-                if time.ticks_diff(time.ticks_ms(), t0) > SHUTTER_MS:
+            while True:
+                expired = time.ticks_diff(time.ticks_ms(), t0) > SHUTTER_MS
+                if end_switch.value() == 1:
+                    return OK
+                if expired:
                     return SHUTTER_FAIL
-            return OK
+                self._tick()
         finally:
             micropython.heap_unlock()
             self.all_off()
@@ -247,11 +261,13 @@ class Mech:
         try:
             b.stack_fwd.value(1)
             t0 = time.ticks_ms()
-            while b.stacker_sensor.value() == 1 or b.presenter_sensor.value() == 0:
-                self._tick()
-                if time.ticks_diff(time.ticks_ms(), t0) > PRESENT_MS:
+            while True:
+                expired = time.ticks_diff(time.ticks_ms(), t0) > PRESENT_MS
+                if b.stacker_sensor.value() == 0 and b.presenter_sensor.value() == 1:
+                    return OK
+                if expired:
                     return JAM_PRESENTER
-            return OK
+                self._tick()
         finally:
             micropython.heap_unlock()
             self.all_off()

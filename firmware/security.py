@@ -12,10 +12,9 @@ import os
 import struct
 import time
 
+import store
 from atm_wire import auth
 from atm_wire import messages as m
-
-import store
 
 KEY_PATH = "key.bin"
 EPOCH_PATH = "epoch.bin"
@@ -110,4 +109,4 @@ class Security:
         """Fill the MAC of a report packed into buf (REPORT_FMT with a zero MAC)."""
         body_len = auth.REPORT_SIZE - m.MAC_LEN
         mac = auth.report_mac(self.key if self.key is not None else bytes(m.KEY_LEN), buf[:body_len])
-        buf[body_len:auth.REPORT_SIZE] = mac
+        buf[body_len : auth.REPORT_SIZE] = mac

@@ -64,7 +64,9 @@ def dispense_mac(key: bytes, device_id: bytes, nonce: bytes, txid: bytes, notes)
 def sign_dispense(key: bytes, device_id: bytes, nonce: bytes, txid: bytes, notes) -> bytes:
     """The bank's side: build the token the device will accept exactly once."""
     mac = dispense_mac(key, device_id, nonce, txid, notes)
-    return struct.pack(DISPENSE_TOKEN_FMT, device_id, nonce, txid, notes[0], notes[1], notes[2], notes[3], mac)
+    return struct.pack(
+        DISPENSE_TOKEN_FMT, device_id, nonce, txid, notes[0], notes[1], notes[2], notes[3], mac
+    )
 
 
 def replenish_mac(key: bytes, device_id: bytes, nonce: bytes, denoms, counts) -> bytes:

@@ -20,8 +20,9 @@ HEADER = 4
 TRAILER = 3
 OVERHEAD = HEADER + TRAILER
 MIN_FRAME = OVERHEAD
-# LEN is one byte. The largest message (a signed present report) needs under 100 bytes of payload.
-MAX_FRAME = 255
+# The largest message (a signed present report) needs 93 bytes of payload. Keeping LEN below SYNC
+# (0x7E = 126) means a stray sync byte can never be taken for a length and stall the parser.
+MAX_FRAME = 125
 MAX_PAYLOAD = MAX_FRAME - OVERHEAD
 
 FLAG_DATA = 0x01  # carries a payload and consumes a sequence number
@@ -90,7 +91,7 @@ class FrameParser:
                     self.skipping = False
                 continue
             if self.have == 0:
-                if b < MIN_FRAME:
+                if b < MIN_FRAME or b > MAX_FRAME:
                     # Not a plausible length byte (this also swallows stray SYNC bytes).
                     self.bad_length += 1
                     self.bytes_dropped += 1

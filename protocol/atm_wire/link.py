@@ -35,6 +35,7 @@ RTO_MIN = 25  # ms: Klipper's floor; below this a 115200 baud frame is still on 
 RTO_MAX = 5000  # ms: cap for the doubled timer, so a reconnected cable recovers within 5 s
 RTO_INITIAL = 250  # ms: before the first RTT sample (RFC 6298 says 1 s; a serial line is faster)
 MAX_WINDOW = 16  # frames in flight; must stay far below 128 for the modular sequence compare
+IDLE_RESYNC_MS = 100  # a partial frame with no byte for this long is dropped (the sender restarted)
 
 
 def ticks_diff(a: int, b: int) -> int:
@@ -51,8 +52,9 @@ class Link:
     """One end of the link. deliver(buf, start, end) receives each in-order payload exactly once."""
 
     def __init__(self, write, deliver, window: int = 8, on_reset=None):
-        if window < 1 or window > MAX_WINDOW:
-            raise ValueError("window out of range")
+        if window not in (1, 2, 4, 8, 16):
+            # Slots are seq % window: only a power of two keeps 255 and 0 in different slots.
+            raise ValueError("window must be 1, 2, 4, 8 or 16")
         self._write = write
         self._deliver = deliver
         self._on_reset = on_reset
@@ -69,6 +71,8 @@ class Link:
         self._timer_start = 0
         self._last_nak_resend = 0
         self._now = 0
+        self._last_rx = 0
+        self.idle_resyncs = 0
         self.srtt = -1
         self.rttvar = 0
         self.rto = RTO_INITIAL
@@ -159,6 +163,10 @@ class Link:
     # ----- receiving -----------------------------------------------------------------------------
     def feed(self, data, n: int, now: int) -> None:
         """Consume bytes read from the port."""
+        if self.parser.have and ticks_diff(now, self._last_rx) > IDLE_RESYNC_MS:
+            self.parser.reset()
+            self.idle_resyncs += 1
+        self._last_rx = now
         self._now = now
         self.parser.feed(data, n, self._on_frame)
 
@@ -216,6 +224,10 @@ class Link:
                 self._sample_rtt(ticks_diff(now, self._slot_sent[slot]))
             self._base = (self._base + 1) & 0xFF
         self._timer_start = now
+        if self.srtt >= 0:
+            # Progress: forget the back-off (RFC 9002 style), or Karn's rule could pin the timer at
+            # RTO_MAX for as long as losses keep every window retransmitted.
+            self.rto = min(max(self.srtt + 4 * self.rttvar, RTO_MIN), RTO_MAX)
 
     def _sample_rtt(self, rtt: int) -> None:
         if rtt < 0:
@@ -227,4 +239,3 @@ class Link:
             self.rttvar = (3 * self.rttvar + abs(self.srtt - rtt)) // 4
             self.srtt = (7 * self.srtt + rtt) // 8
         self.rto = min(max(self.srtt + 4 * self.rttvar, RTO_MIN), RTO_MAX)
-

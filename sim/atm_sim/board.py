@@ -69,7 +69,7 @@ def build_image_tree(dest: Path, compile_mpy: bool = True) -> Path:
             continue
         out = dst.with_suffix(".mpy")
         res = subprocess.run(
-            [mpy_cross, "-o", str(out), "-s", src.name, str(src)], capture_output=True, text=True
+            [mpy_cross, "-o", str(out), "-s", src.name, str(src)], check=False, capture_output=True, text=True
         )
         if res.returncode != 0:
             raise SimError(f"mpy-cross failed on {src}: {res.stderr.strip()}")
@@ -123,7 +123,7 @@ class SimBoard:
         args = [_tool("micropython"), str(MP_DIR / "flashtool.py"), str(self.image), str(tree)]
         if fmt or not self.image.exists():
             args.append("--format")
-        res = subprocess.run(args, capture_output=True, text=True, cwd=MP_DIR)
+        res = subprocess.run(args, check=False, capture_output=True, text=True, cwd=MP_DIR)
         if res.returncode != 0:
             raise SimError(f"flashing failed: {res.stdout}{res.stderr}")
 

@@ -42,14 +42,16 @@ def bus_call(op, pin, value):
     """One synchronous exchange with the harness (no allocation after the first call)."""
     if _bus is None:
         _connect()
+    bus = _bus
+    assert bus is not None
     _req[0] = op
     _req[1] = pin
     _req[2] = value & 0xFF
     _req[3] = (value >> 8) & 0xFF
-    _bus.write(_req)
+    bus.write(_req)
     got = 0
     while got < 2:
-        got += _bus.readinto(_resp) or 0
+        got += bus.readinto(_resp) or 0
     return _resp[0] | (_resp[1] << 8)
 
 

@@ -1,0 +1,102 @@
+"""The test rig: a board (simulated, or real at HIL_PORT), a connected host client, and helpers."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atm_host.link import DispenserClient
+from atm_host.link.client import open_port
+from atm_host.link.results import DispenseResult
+from atm_host.link.signing import sign_dispense, sign_replenish
+from atm_sim.board import SimBoard
+
+TEST_KEY = bytes.fromhex(os.environ.get("HIL_KEY", "00112233445566778899aabbccddeeff" * 2))
+DENOMS = (100, 50, 20, 10)
+LOAD = [200, 200, 200, 200]
+HIL_PORT = os.environ.get("HIL_PORT", "")
+
+
+@dataclass
+class Rig:
+    client: DispenserClient
+    board: SimBoard | None
+    key: bytes = TEST_KEY
+    device_id: bytes = b""
+    txids: list[bytes] = field(default_factory=list[bytes])
+
+    def new_txid(self) -> bytes:
+        txid = secrets.token_bytes(16)
+        self.txids.append(txid)
+        return txid
+
+    def token(self, notes: tuple[int, int, int, int], txid: bytes | None = None) -> tuple[bytes, bytes]:
+        txid = self.new_txid() if txid is None else txid
+        nonce = self.client.get_nonce().nonce
+        return txid, sign_dispense(self.key, self.device_id, nonce, txid, notes)
+
+    def dispense(self, notes: tuple[int, int, int, int]) -> tuple[bytes, bytes, DispenseResult]:
+        txid, token = self.token(notes)
+        return txid, token, self.client.dispense(token)
+
+    def reconnect(self) -> None:
+        self.client.close()
+        self.client = connect(self.board)
+
+
+def connect(board: SimBoard | None) -> DispenserClient:
+    url = HIL_PORT if board is None else board.port
+    return DispenserClient.connect(url, timeout=10.0)
+
+
+def provision_and_load(client: DispenserClient, key: bytes, counts: list[int]) -> None:
+    info = client.hello()
+    if not client.status().provisioned:
+        client.provision(key)
+    nonce = client.get_nonce().nonce
+    client.replenish(sign_replenish(key, info.device_id, nonce, DENOMS, counts))
+
+
+@contextmanager
+def make_rig(tmp: Path, load: list[int] | None = None, seed: int = 1) -> Iterator[Rig]:
+    counts = list(LOAD if load is None else load)
+    board: SimBoard | None = None
+    if not HIL_PORT:
+        board = SimBoard(workdir=tmp / "board", seed=seed)
+        board.mech.load(counts)
+        board.start()
+    client = connect(board)
+    try:
+        provision_and_load(client, TEST_KEY, counts)
+        rig = Rig(client=client, board=board, device_id=client.info.device_id)
+        yield rig
+    finally:
+        client.close()
+        if board is not None:
+            board.stop()
+
+
+def random_frames(rng: random.Random, count: int) -> Iterator[bytes]:
+    """What a black box might send: random bytes, valid frames with random commands and tokens."""
+    from atm_wire import frame
+    from atm_wire import messages as m
+
+    codes = [e[1] for e in m.COMMANDS]
+    for i in range(count):
+        kind = i % 3
+        if kind == 0:
+            yield bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 80)))
+        else:
+            code = rng.choice(codes) if kind == 1 else m.COMMAND_BY_NAME["dispense"][1]
+            body = bytes(rng.getrandbits(8) for _ in range(rng.choice((0, 2, 16, 80, 88))))
+            payload = bytes((code, rng.getrandbits(8), rng.getrandbits(8))) + body
+            yield frame.encode(rng.getrandbits(8), rng.getrandbits(8), frame.FLAG_DATA, payload[:110])
+
+
+def open_raw(board: SimBoard | None):  # noqa: ANN201  (a pyserial port)
+    return open_port(HIL_PORT if board is None else board.port)

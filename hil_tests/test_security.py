@@ -1,0 +1,107 @@
+"""Black-box and compromised-host attacks: forged, replayed, stale-nonce, wrong-device tokens, noise."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from atm_wire import messages as m
+
+from atm_host.link import CommandFailed
+from atm_host.link.signing import sign_dispense
+from hil_tests.rig import Rig, open_raw, random_frames
+
+
+def _notes_moved(rig: Rig) -> int:
+    if rig.board is None:
+        return 0
+    s = rig.board.mech.snapshot()
+    return 800 - sum(s["cassettes"])  # type: ignore[arg-type]
+
+
+def _fails(rig: Rig, token: bytes, code: int) -> None:
+    with pytest.raises(CommandFailed) as exc:
+        rig.client.dispense(token)
+    assert exc.value.code == code, exc.value
+
+
+def test_forged_replayed_stale_and_wrong_device_tokens_move_nothing(rig: Rig) -> None:
+    txid = rig.new_txid()
+    # Forged: signed with a key the bank never gave this device.
+    nonce = rig.client.get_nonce().nonce
+    _fails(rig, sign_dispense(b"\x42" * 32, rig.device_id, nonce, txid, (5, 0, 0, 0)), m.INVALID_TOKEN_HMAC)
+    # Wrong device: a genuine key, but the token names another dispenser.
+    nonce = rig.client.get_nonce().nonce
+    _fails(rig, sign_dispense(rig.key, b"\x01" * 8, nonce, txid, (5, 0, 0, 0)), m.INVALID_TOKEN)
+    # Stale nonce: a nonce that was superseded by a newer one.
+    old = rig.client.get_nonce().nonce
+    rig.client.get_nonce()
+    _fails(rig, sign_dispense(rig.key, rig.device_id, old, txid, (5, 0, 0, 0)), m.INVALID_TOKEN_NONCE)
+    # No nonce outstanding at all (the last one was consumed by the attempt above).
+    _fails(rig, sign_dispense(rig.key, rig.device_id, old, txid, (5, 0, 0, 0)), m.NO_COMMAND_NONCE)
+    assert _notes_moved(rig) == 0
+    # A genuine token works once (and clears the run of bad ones); replaying it moves nothing more.
+    txid2, token, res = rig.dispense((1, 0, 0, 0))
+    assert res.total_stacked == 1
+    again = rig.client.dispense(token)
+    assert again.duplicate and again.stacked == (1, 0, 0, 0)
+    rig.client.reject()
+    # After the transaction, a replay still only returns the recorded outcome.
+    assert rig.client.dispense(token).duplicate
+    assert _notes_moved(rig) == 1
+    # A tampered amount on a genuine token (a compromised host asking for more).
+    nonce = rig.client.get_nonce().nonce
+    tampered = bytearray(sign_dispense(rig.key, rig.device_id, nonce, txid, (1, 0, 0, 0)))
+    tampered[40] = 9  # notes of cassette 0
+    _fails(rig, bytes(tampered), m.INVALID_TOKEN_HMAC)
+    assert _notes_moved(rig) == 1
+    counters = rig.client.counters()
+    assert counters["invalid_tokens"] >= 5
+    del txid2
+
+
+def test_fraud_lockout_after_repeated_bad_tokens(rig: Rig) -> None:
+    txid = rig.new_txid()
+    codes = []
+    for _ in range(6):
+        nonce = rig.client.get_nonce().nonce
+        with pytest.raises(CommandFailed) as exc:
+            rig.client.dispense(sign_dispense(b"\x13" * 32, rig.device_id, nonce, txid, (1, 0, 0, 0)))
+        codes.append(exc.value.code)
+    assert codes[:4] == [m.INVALID_TOKEN_HMAC] * 4 and m.FRAUD_ATTEMPT in codes[4:]
+    # Even a genuine token is refused while the lock holds.
+    with pytest.raises(CommandFailed) as exc:
+        rig.dispense((1, 0, 0, 0))
+    assert exc.value.code == m.FRAUD_ATTEMPT
+    assert rig.client.status().locked
+    assert rig.client.counters()["fraud_attempts"] >= 1
+    assert _notes_moved(rig) == 0
+
+
+@pytest.mark.sim_only
+def test_black_box_random_frames_move_no_notes(rig: Rig) -> None:
+    """10,000 frames a black box might send, straight onto the dispenser's UART."""
+    assert rig.board is not None
+    rig.client.close()
+    port = open_raw(rig.board)
+    rng = random.Random(2026)
+    sent = 0
+    for chunk in random_frames(rng, 10_000):
+        port.write(chunk)
+        sent += 1
+        if sent % 200 == 0:
+            time.sleep(0.01)  # let the board drain its UART buffer, as a real line would pace it
+            port.read(4096)
+    time.sleep(0.3)
+    port.close()
+    rig.reconnect()
+    assert _notes_moved(rig) == 0
+    snap = rig.board.mech.snapshot()
+    assert snap["stacker"] == 0 and snap["presenter"] == 0 and snap["reject_bin"] == 0
+    c = rig.client.counters()
+    # Every attempt is counted somewhere: rejected frames, refused commands or refused tokens.
+    assert c["crc_errors"] + c["bytes_dropped"] > 0
+    assert c["unknown_commands"] + c["malformed_commands"] + c["invalid_tokens"] > 0
+    st = rig.client.status()
+    assert st.state in (m.STATE_IDLE, m.STATE_FAULT)

@@ -1,0 +1,1 @@
+"""Host controller of the cardless ATM: camera, vision, dispenser link and customer journey."""
