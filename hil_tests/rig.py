@@ -98,5 +98,5 @@ def random_frames(rng: random.Random, count: int) -> Iterator[bytes]:
             yield frame.encode(rng.getrandbits(8), rng.getrandbits(8), frame.FLAG_DATA, payload[:110])
 
 
-def open_raw(board: SimBoard | None):  # noqa: ANN201  (a pyserial port)
+def open_raw(board: SimBoard | None):
     return open_port(HIL_PORT if board is None else board.port)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from atm_wire import messages as m
-
 from atm_host.link import CommandFailed
 from atm_host.link.signing import verify_report
+from atm_wire import messages as m
+
 from hil_tests.rig import Rig
 
 
@@ -112,7 +112,9 @@ def test_empty_cassette_mid_dispense(tmp_path: object) -> None:
         from atm_host.link.signing import sign_replenish
 
         nonce = rig.client.get_nonce().nonce
-        rig.client.replenish(sign_replenish(rig.key, rig.device_id, nonce, (100, 50, 20, 10), [10, 200, 200, 200]))
+        rig.client.replenish(
+            sign_replenish(rig.key, rig.device_id, nonce, (100, 50, 20, 10), [10, 200, 200, 200])
+        )
         with rig.client.event_queue() as events:
             txid, token = rig.token((5, 0, 0, 0))
             with pytest.raises(CommandFailed) as exc:

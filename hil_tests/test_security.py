@@ -6,10 +6,10 @@ import random
 import time
 
 import pytest
-from atm_wire import messages as m
-
 from atm_host.link import CommandFailed
 from atm_host.link.signing import sign_dispense
+from atm_wire import messages as m
+
 from hil_tests.rig import Rig, open_raw, random_frames
 
 
@@ -86,10 +86,8 @@ def test_black_box_random_frames_move_no_notes(rig: Rig) -> None:
     rig.client.close()
     port = open_raw(rig.board)
     rng = random.Random(2026)
-    sent = 0
-    for chunk in random_frames(rng, 10_000):
+    for sent, chunk in enumerate(random_frames(rng, 10_000), start=1):
         port.write(chunk)
-        sent += 1
         if sent % 200 == 0:
             time.sleep(0.01)  # let the board drain its UART buffer, as a real line would pace it
             port.read(4096)

@@ -15,6 +15,7 @@ import random
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 # GPIO numbers: the same as firmware/hwconfig.py (the board's wiring).
 PICK_PINS = (2, 3, 4, 5)
@@ -115,7 +116,7 @@ class Mechanics:
             + self.taken
         )
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "cassettes": list(self.cassettes),

@@ -1,0 +1,236 @@
+"""Command line of the bank side: serve, phone simulator, enrolment, key provisioning, reconciliation."""
+
+import argparse
+import json
+import logging
+import multiprocessing
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import ledger, signing
+from .broker import BrokerSettings
+from .config import load_config
+from .core import Bank
+from .db import Cursor, open_database
+from .errors import BankError
+from .phone import issue_token, render
+from .registry import Template, enroll, provision_atm
+from .service import BankWorker
+from .settle import Settler
+
+
+def _broker(args: argparse.Namespace) -> BrokerSettings:
+    return BrokerSettings(
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        password=args.password,
+        ca_file=args.ca,
+        cert_file=args.cert,
+        key_file=args.key,
+    )
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    sys.exit(0)
+
+
+def run_worker(index: int, args: argparse.Namespace) -> None:
+    """Body of one worker process."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(message)s")
+    cfg = load_config(args.config)
+    key = signing.load(args.signing_key)
+    pub = {args.key_id: key.public_key()}
+    db = open_database(args.db)
+    worker = BankWorker(
+        f"{args.name}-{index}",
+        _broker(args),
+        Bank(db, cfg, pub),
+        Settler(db),
+        fleet=signing.fleet_config(cfg, pub),
+    )
+    signal.signal(signal.SIGTERM, _exit_now)
+    worker.start()
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        worker.stop()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run N worker processes and restart any that dies (same client id: its queued messages come back)."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = {i: ctx.Process(target=run_worker, args=(i, args), daemon=True) for i in range(args.workers)}
+    for p in procs.values():
+        p.start()
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        for i, p in list(procs.items()):
+            if not p.is_alive():
+                logging.warning("worker %d exited (%s); restarting", i, p.exitcode)
+                procs[i] = ctx.Process(target=run_worker, args=(i, args), daemon=True)
+                procs[i].start()
+        time.sleep(0.2)
+    for p in procs.values():
+        p.terminate()
+    for p in procs.values():
+        p.join(5)
+    return 0
+
+
+def cmd_issue_token(args: argparse.Namespace) -> int:
+    token = issue_token(
+        signing.load(args.signing_key),
+        key_id=args.key_id,
+        customer_id=args.customer,
+        account_id=args.account,
+        amount_yuan=args.amount,
+        ttl_s=load_config(args.config).tokens.ttl_s,
+    )
+    print(token)
+    print(render(token, args.png, terminal=not args.no_terminal))
+    return 0
+
+
+def cmd_gen_signing_key(args: argparse.Namespace) -> int:
+    signing.generate(args.signing_key)
+    print(f"wrote {args.signing_key}")
+    return 0
+
+
+def cmd_provision_key(args: argparse.Namespace) -> int:
+    denoms = [int(x) for x in args.denominations.split(",")]
+    key = provision_atm(open_database(args.db), args.atm, bytes.fromhex(args.device_id), denoms)
+    # Printed once, to be written into the MCU with the PROVISION command at install; never stored elsewhere.
+    print(key.hex())
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    data = json.loads(Path(args.template).read_text())
+    template = Template(
+        str(data["model_id"]),
+        int(data["template_version"]),
+        [float(x) for x in data["embedding"]],
+        float(data["quality"]),
+    )
+    enroll(
+        open_database(args.db),
+        customer_id=args.customer,
+        account_id=args.account,
+        account_number=args.account_number,
+        mobile=args.mobile,
+        template=template,
+    )
+    print(f"enrolled customer {args.customer} account {args.account}")
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    db = open_database(args.db)
+    settler = Settler(db)
+    if args.txid:
+        print(settler.reconcile(args.txid, args.paid).model_dump_json())
+    expired = settler.expire_reservations(args.expire_after_s)
+    print(f"{len(expired)} reservation(s) without a report moved to suspect")
+
+    def check(cur: Cursor) -> list[str]:
+        return ledger.check_balanced(cur)
+
+    problems = db.run(check)
+    for p in problems:
+        print("UNBALANCED:", p)
+    print("ledger balanced" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _broker_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--name", default="bank-worker", help="client id prefix (fixed: persistent sessions)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=1883)
+    s.add_argument("--username")
+    s.add_argument("--password")
+    s.add_argument("--ca", help="CA file: enables TLS")
+    s.add_argument("--cert", help="client certificate (CN = identity in the broker ACL)")
+    s.add_argument("--key", help="client key")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    run_worker(args.index, args)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m atm_bank", description=__doc__)
+    parser.add_argument("--db", default="sqlite:///var/bank.db", help="sqlite:///PATH or postgresql://DSN")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="bank config JSON (default: built-in rules)"
+    )
+    parser.add_argument("--signing-key", type=Path, default=Path("var/bank-signing.pem"), help="Ed25519 PEM")
+    parser.add_argument("--key-id", type=int, default=1, help="id of the signing key inside tokens")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run bank workers on shared subscriptions")
+    s.add_argument("--workers", type=int, default=1)
+    _broker_options(s)
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("worker", help="run one worker in the foreground (what serve starts N of)")
+    s.add_argument("--index", type=int, default=0)
+    _broker_options(s)
+    s.set_defaults(fn=cmd_worker)
+
+    s = sub.add_parser("issue-token", help="phone-app simulator: issue a token and show its QR")
+    s.add_argument("--customer", type=int, required=True)
+    s.add_argument("--account", type=int, required=True)
+    s.add_argument("--amount", type=int, default=0, help="yuan; 0 = chosen at the ATM")
+    s.add_argument("--png", type=Path, default=None)
+    s.add_argument("--no-terminal", action="store_true")
+    s.set_defaults(fn=cmd_issue_token)
+
+    s = sub.add_parser("gen-signing-key", help="create the bank's Ed25519 token-signing key")
+    s.set_defaults(fn=cmd_gen_signing_key)
+
+    s = sub.add_parser("provision-key", help="create an ATM's dispenser key (print it once for the MCU)")
+    s.add_argument("--atm", required=True)
+    s.add_argument("--device-id", required=True, help="MCU unique id, 16 hex digits")
+    s.add_argument("--denominations", default="100,50,20,10")
+    s.set_defaults(fn=cmd_provision_key)
+
+    s = sub.add_parser("enroll", help="enrol a customer's account, mobile and face template")
+    s.add_argument("--customer", type=int, required=True)
+    s.add_argument("--account", type=int, required=True)
+    s.add_argument("--account-number", required=True)
+    s.add_argument("--mobile", required=True)
+    s.add_argument("--template", required=True, help="JSON: model_id, template_version, embedding, quality")
+    s.set_defaults(fn=cmd_enroll)
+
+    s = sub.add_parser("reconcile", help="settle suspects, expire stale reservations, check the ledger")
+    s.add_argument("--txid", help="suspect transaction to settle")
+    s.add_argument("--paid", type=int, default=0, help="yuan the cash count shows as paid")
+    s.add_argument("--expire-after-s", type=float, default=6 * 3600)
+    s.set_defaults(fn=cmd_reconcile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except BankError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

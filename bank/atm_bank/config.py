@@ -1,0 +1,156 @@
+"""The bank's configuration: one rule set for every branch and region, validated with extra="forbid"."""
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+MAX_TOKEN_TTL_S = 120  # MISSION: a phone token lives at most 120 s
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    """Money limits (integer yuan), enforced atomically by the bank and re-checked on the ATM."""
+
+    per_withdrawal_yuan: int = Field(
+        default=1000, ge=1, description="Most one withdrawal at one terminal may pay."
+    )
+    per_customer_day_yuan: int = Field(
+        default=2000, ge=1, description="Most one customer may withdraw per day."
+    )
+    per_account_total_yuan: int = Field(
+        default=50000, ge=1, description="Cap on an account's cardless withdrawals over its whole life."
+    )
+    max_notes_per_dispense: int = Field(default=40, ge=1, le=200, description="Presenter capacity in notes.")
+    day_utc_offset_hours: int = Field(
+        default=8, ge=-12, le=14, description="The business day's time zone (UTC+8 for yuan accounts)."
+    )
+
+
+class Abuse(_Strict):
+    """Attempt limits from the Korean 1-won lesson: per customer, account and ATM, per day."""
+
+    max_attempts_customer_day: int = Field(
+        default=5, ge=1, description="Verification attempts per customer per day."
+    )
+    max_attempts_account_day: int = Field(
+        default=5, ge=1, description="Verification attempts per account per day."
+    )
+    max_attempts_atm_day: int = Field(
+        default=2000, ge=1, description="Authorization attempts per ATM per day."
+    )
+    min_interval_s: float = Field(
+        default=10.0, ge=0, description="Minimum seconds between two attempts of one customer."
+    )
+    failures_before_lockout: int = Field(
+        default=3, ge=1, description="Consecutive failures that lock a customer."
+    )
+    lockout_steps_s: list[int] = Field(
+        default=[900, 3600, 86400],
+        min_length=1,
+        description="Escalating lockout durations; the last repeats for every further lockout.",
+    )
+    alarm_rate_violations: int = Field(
+        default=20,
+        ge=1,
+        description="Too-frequent attempts by one subject in a day that raise a console alarm.",
+    )
+
+
+class Face(_Strict):
+    """Face verification thresholds."""
+
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cosine-similarity threshold per model_id; models/manifest.json overrides when present.",
+    )
+    min_liveness: float = Field(default=0.9, ge=0, le=1, description="Lowest accepted liveness score.")
+    min_quality: float = Field(default=0.5, ge=0, le=1, description="Lowest accepted probe quality score.")
+
+
+class Tokens(_Strict):
+    """QR withdrawal tokens."""
+
+    ttl_s: int = Field(
+        default=90, ge=5, le=MAX_TOKEN_TTL_S, description="Lifetime of a new phone token (<= 120 s)."
+    )
+    clock_skew_s: int = Field(
+        default=5, ge=0, le=30, description="Tolerated clock difference phone/ATM/bank."
+    )
+    request_ttl_s: int = Field(
+        default=30, ge=1, le=120, description="Age beyond which an auth request is stale."
+    )
+    second_check_digits: int = Field(
+        default=4, ge=2, le=8, description="Trailing digits asked for the second check."
+    )
+
+
+class BankConfig(_Strict):
+    """Everything the bank decides with; the fleet part is pushed to every ATM."""
+
+    config_version: int = Field(
+        default=1, ge=1, description="Bumped on every change; ATMs report what they run."
+    )
+    limits: Limits = Field(default_factory=Limits, description="Money limits.")
+    abuse: Abuse = Field(default_factory=Abuse, description="Attempt limits and lockouts.")
+    face: Face = Field(default_factory=Face, description="Face verification.")
+    tokens: Tokens = Field(default_factory=Tokens, description="Phone tokens and request freshness.")
+    default_denominations: list[int] = Field(
+        default=[100, 50, 20, 10], min_length=4, max_length=4, description="Yuan per note of cassettes 1-4."
+    )
+    manifest_path: str | None = Field(
+        default=None, description="models/manifest.json to take embedder thresholds from (None: config only)."
+    )
+
+    @field_validator("default_denominations")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(d <= 0 for d in value):
+            raise ValueError("default_denominations: every denomination must be > 0")
+        return value
+
+    def threshold_for(self, model_id: str) -> float | None:
+        """The match threshold of an embedder: the manifest's operating point, else config, else None."""
+        if self.manifest_path:
+            found = manifest_threshold(Path(self.manifest_path), model_id)
+            if found is not None:
+                return found
+        return self.face.thresholds.get(model_id)
+
+
+def manifest_threshold(path: Path, model_id: str) -> float | None:
+    """Read models[model_id].operating_point.threshold from the vision manifest, if there."""
+    try:
+        raw: object = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    models = raw.get("models")  # type: ignore[union-attr]
+    if not isinstance(models, dict):
+        return None
+    entry = models.get(model_id)  # type: ignore[union-attr]
+    if not isinstance(entry, dict):
+        return None
+    op = entry.get("operating_point")  # type: ignore[union-attr]
+    if not isinstance(op, dict):
+        return None
+    thr = op.get("threshold")  # type: ignore[union-attr]
+    return float(thr) if isinstance(thr, int | float) else None
+
+
+def load_config(path: Path | None) -> BankConfig:
+    """Load and validate the bank config (JSON); None gives the defaults."""
+    if path is None:
+        return BankConfig()
+    try:
+        return BankConfig.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"bank config {path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"bank config {path} is invalid: {exc}") from exc

@@ -1,0 +1,305 @@
+"""The bank's decision core: one rule set for every branch; authorize atomically, answer once per request."""
+
+import hmac
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from atm_wire.auth import sign_dispense  # pyright: ignore[reportUnknownVariableType]
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from . import abuse, ledger, qrtoken
+from .config import BankConfig
+from .db import Cursor, Database
+from .denominate import denominate, representable
+from .errors import DenominationError, TokenError
+from .face import cosine
+from .reasons import DISPLAY, Reason
+from .registry import Atm, Template, load_atm, load_customer
+from .schemas import AuthRequest, AuthResponse, ConsoleAlarm
+
+Clock = Callable[[], float]
+
+# Reasons that are failed identity checks: they count towards the escalating lockout.
+_IDENTITY_FAILURES = {Reason.FACE_MISMATCH, Reason.LIVENESS_FAILED, Reason.SECOND_CHECK_FAILED}
+
+
+@dataclass
+class Decision:
+    """The answer, the alarms to publish, and whether it was decided now (False: a stored replay)."""
+
+    response: AuthResponse
+    alarms: list[ConsoleAlarm] = field(default_factory=list[ConsoleAlarm])
+    fresh: bool = True
+
+
+@dataclass
+class _Ctx:
+    """One authorization in progress."""
+
+    cur: Cursor
+    req: AuthRequest
+    topic_atm: str
+    now: float
+    now_ms: int
+    day: int
+    alarms: list[ConsoleAlarm] = field(default_factory=list[ConsoleAlarm])
+
+
+class _DeclineError(Exception):
+    def __init__(self, reason: Reason, retry_after_s: int | None = None) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+def business_day(now_ms: int, utc_offset_hours: int) -> int:
+    """Day number of the bank's business day (UTC+8 by default)."""
+    return (now_ms // 1000 + utc_offset_hours * 3600) // 86400
+
+
+def decline(request_id: str, reason: Reason, retry_after_s: int | None = None) -> AuthResponse:
+    """A decline answer with the display text for the reason."""
+    return AuthResponse(
+        request_id=request_id,
+        decision="decline",
+        reason=reason,
+        message=DISPLAY[reason],
+        retry_after_s=retry_after_s,
+    )
+
+
+class Bank:
+    """Authorization and settlement over one database connection (one per worker thread/process)."""
+
+    def __init__(
+        self, db: Database, cfg: BankConfig, token_keys: dict[int, Ed25519PublicKey], clock: Clock = time.time
+    ) -> None:
+        self.db = db
+        self.cfg = cfg
+        self.token_keys = token_keys
+        self.clock = clock
+
+    # ----- authorization --------------------------------------------------------------------------
+    def authorize(self, req: AuthRequest, topic_atm: str) -> Decision:
+        """Decide one request atomically; a repeated request_id gets the stored answer, nothing more."""
+        now = self.clock()
+        now_ms = int(now * 1000)
+
+        def fn(cur: Cursor) -> Decision:
+            row = cur.one("SELECT response FROM requests WHERE request_id=?", (req.request_id,))
+            if row is not None:
+                return Decision(AuthResponse.model_validate_json(str(row[0])), fresh=False)
+            ctx = _Ctx(
+                cur, req, topic_atm, now, now_ms, business_day(now_ms, self.cfg.limits.day_utc_offset_hours)
+            )
+            try:
+                response = self._decide(ctx)
+            except _DeclineError as d:
+                response = decline(req.request_id, d.reason, d.retry_after_s)
+            cur.x(
+                "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
+                (req.request_id, topic_atm, response.model_dump_json(), now_ms),
+            )
+            return Decision(response, ctx.alarms)
+
+        return self.db.run(fn)
+
+    def _decide(self, ctx: _Ctx) -> AuthResponse:
+        cfg, cur, req = self.cfg, ctx.cur, ctx.req
+        if abs(ctx.now_ms - req.ts_ms) > cfg.tokens.request_ttl_s * 1000:
+            raise _DeclineError(Reason.STALE_REQUEST)
+        atm = load_atm(cur, ctx.topic_atm)
+        if atm is None:
+            raise _DeclineError(Reason.UNKNOWN_ATM)
+        if req.atm_id != ctx.topic_atm or not hmac.compare_digest(req.device_id, atm.device_id.hex()):
+            raise _DeclineError(Reason.WRONG_ATM)
+        if (
+            abuse.bump_attempt(cur, "atm", ctx.topic_atm, ctx.day, ctx.now_ms)
+            > cfg.abuse.max_attempts_atm_day
+        ):
+            self._alarm(ctx, "attempts_exceeded", "atm", ctx.topic_atm)
+            raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
+        self._precheck(ctx, req.qr_token)
+        try:
+            token = qrtoken.verify(req.qr_token, self.token_keys, ctx.now, cfg.tokens.clock_skew_s)
+        except TokenError as exc:
+            expired = exc.reason == qrtoken.EXPIRED
+            raise _DeclineError(Reason.TOKEN_EXPIRED if expired else Reason.TOKEN_FORGED) from exc
+        customer, account = str(token.customer_id), str(token.account_id)
+        self._check_rate(ctx, customer, account)
+        # Single use: the nonce is spent by the first attempt that reaches this point, whatever its outcome.
+        nonce = token.nonce.hex()
+        if cur.one("SELECT 1 FROM used_nonces WHERE nonce=?", (nonce,)) is not None:
+            raise _DeclineError(Reason.TOKEN_REPLAYED)
+        cur.x(
+            "INSERT INTO used_nonces (nonce, request_id, at_ms) VALUES (?,?,?)",
+            (nonce, req.request_id, ctx.now_ms),
+        )
+        record = load_customer(cur, token.customer_id, token.account_id)
+        if record is None:
+            raise _DeclineError(Reason.UNKNOWN_ACCOUNT)
+        account_number, mobile, template = record
+        reason = self._verify_identity(req, account_number, mobile, template)
+        if reason is not None:
+            if reason in _IDENTITY_FAILURES:
+                for scope, subject in (("customer", customer), ("account", account)):
+                    until = abuse.register_failure(cur, cfg.abuse, scope, subject, ctx.now_ms)
+                    if until:
+                        self._alarm(ctx, "lockout", scope, subject, f"locked until {until} ms")
+            raise _DeclineError(reason)
+        abuse.register_success(cur, "customer", customer)
+        abuse.register_success(cur, "account", account)
+        notes = self._check_amount(ctx, atm, token)
+        return self._approve(ctx, atm, token, notes)
+
+    def _precheck(self, ctx: _Ctx, text: str) -> None:
+        """Before the costly signature check: is the customer the token names locked or too quick?
+
+        Read-only for the customer (an unverified token changes nothing of theirs); a too-quick attempt
+        is counted against the ATM it came from, whose identity the broker vouches for. Under a flood
+        this turns most attempts away without any public-key work.
+        """
+        try:
+            claimed = qrtoken.decode(text)[0]
+        except TokenError:
+            return  # the full check below answers with the right reason
+        cur, now_ms = ctx.cur, ctx.now_ms
+        for scope, subject in (("customer", str(claimed.customer_id)), ("account", str(claimed.account_id))):
+            until = abuse.locked_until(cur, scope, subject)
+            if until > now_ms:
+                raise _DeclineError(Reason.LOCKED_OUT, (until - now_ms + 999) // 1000)
+        if abuse.attempts_today(cur, "customer", str(claimed.customer_id), ctx.day) >= (
+            self.cfg.abuse.max_attempts_customer_day
+        ):
+            raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
+        last = abuse.last_attempt_ms(cur, "customer", str(claimed.customer_id), ctx.day)
+        min_ms = self.cfg.abuse.min_interval_s * 1000
+        if last is not None and now_ms - last < min_ms:
+            n = abuse.note_rate_violation(cur, "atm", ctx.topic_atm, ctx.day, now_ms)
+            if n >= self.cfg.abuse.alarm_rate_violations:
+                self._alarm(ctx, "rate_violations", "atm", ctx.topic_atm)
+            raise _DeclineError(Reason.TOO_FREQUENT, int(min_ms - (now_ms - last) + 999) // 1000)
+
+    def _check_rate(self, ctx: _Ctx, customer: str, account: str) -> None:
+        cfg, cur, now_ms = self.cfg.abuse, ctx.cur, ctx.now_ms
+        for scope, subject in (("customer", customer), ("account", account)):
+            until = abuse.locked_until(cur, scope, subject)
+            if until > now_ms:
+                raise _DeclineError(Reason.LOCKED_OUT, (until - now_ms + 999) // 1000)
+        last = abuse.last_attempt_ms(cur, "customer", customer, ctx.day)
+        if last is not None and now_ms - last < cfg.min_interval_s * 1000:
+            if (
+                abuse.note_rate_violation(cur, "customer", customer, ctx.day, now_ms)
+                >= cfg.alarm_rate_violations
+            ):
+                self._alarm(ctx, "rate_violations", "customer", customer)
+            wait = int(cfg.min_interval_s * 1000 - (now_ms - last) + 999) // 1000
+            raise _DeclineError(Reason.TOO_FREQUENT, wait)
+        n_customer = abuse.bump_attempt(cur, "customer", customer, ctx.day, now_ms)
+        n_account = abuse.bump_attempt(cur, "account", account, ctx.day, now_ms)
+        if n_customer > cfg.max_attempts_customer_day:
+            self._alarm(ctx, "attempts_exceeded", "customer", customer)
+            raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
+        if n_account > cfg.max_attempts_account_day:
+            self._alarm(ctx, "attempts_exceeded", "account", account)
+            raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
+
+    def _verify_identity(
+        self, req: AuthRequest, account_number: str, mobile: str, template: Template | None
+    ) -> Reason | None:
+        if template is None:
+            return Reason.NOT_ENROLLED
+        probe = req.face
+        if probe.model_id != template.model_id or probe.template_version != template.template_version:
+            return Reason.FACE_MODEL_MISMATCH
+        threshold = self.cfg.threshold_for(probe.model_id)
+        if threshold is None:
+            return Reason.FACE_MODEL_MISMATCH  # fail closed: no calibrated threshold for this model
+        if probe.liveness < self.cfg.face.min_liveness:
+            return Reason.LIVENESS_FAILED
+        if probe.quality < self.cfg.face.min_quality:
+            return Reason.FACE_QUALITY_LOW
+        face_ok = cosine(probe.embedding, template.embedding) >= threshold
+        n = self.cfg.tokens.second_check_digits
+        account_ok = hmac.compare_digest(req.account_digits, account_number[-n:])
+        mobile_ok = hmac.compare_digest(req.mobile_digits, mobile[-n:])
+        if not face_ok:
+            return Reason.FACE_MISMATCH
+        if not (account_ok and mobile_ok):
+            return Reason.SECOND_CHECK_FAILED
+        return None
+
+    def _check_amount(self, ctx: _Ctx, atm: Atm, token: qrtoken.WithdrawalToken) -> list[int]:
+        limits, cur, req = self.cfg.limits, ctx.cur, ctx.req
+        amount = req.amount_yuan
+        if token.amount_yuan and token.amount_yuan != amount:
+            raise _DeclineError(Reason.AMOUNT_MISMATCH)
+        if amount <= 0 or not representable(amount, atm.denominations):
+            raise _DeclineError(Reason.AMOUNT_INVALID)
+        if amount > limits.per_withdrawal_yuan:
+            raise _DeclineError(Reason.LIMIT_PER_WITHDRAWAL)
+        # Reserved and suspect money counts against the limits until it is settled (fail closed).
+        used = "COALESCE(SUM(CASE WHEN state='debited' THEN debited ELSE amount END), 0)"
+        live = "state IN ('reserved', 'debited', 'suspect')"
+        row = cur.one(
+            f"SELECT {used} FROM txns WHERE customer_id=? AND day=? AND {live}", (token.customer_id, ctx.day)
+        )
+        if int(row[0] if row else 0) + amount > limits.per_customer_day_yuan:
+            raise _DeclineError(Reason.LIMIT_DAILY)
+        row = cur.one(f"SELECT {used} FROM txns WHERE account_id=? AND {live}", (token.account_id,))
+        if int(row[0] if row else 0) + amount > limits.per_account_total_yuan:
+            raise _DeclineError(Reason.LIMIT_ACCOUNT_TOTAL)
+        if [c.denomination for c in req.cassettes] != atm.denominations:
+            raise _DeclineError(Reason.CANNOT_DISPENSE)
+        counts = [c.count if c.status != "missing" else 0 for c in req.cassettes]
+        try:
+            return denominate(amount, atm.denominations, counts, limits.max_notes_per_dispense)
+        except DenominationError as exc:
+            raise _DeclineError(Reason.CANNOT_DISPENSE) from exc
+
+    def _approve(self, ctx: _Ctx, atm: Atm, token: qrtoken.WithdrawalToken, notes: list[int]) -> AuthResponse:
+        req = ctx.req
+        txid = os.urandom(16)
+        dispense: bytes = sign_dispense(atm.key, atm.device_id, bytes.fromhex(req.command_nonce), txid, notes)
+        ctx.cur.x(
+            "INSERT INTO txns (txid, request_id, atm_id, customer_id, account_id, day, amount, notes, "
+            "command_nonce, state, debited, created_ms) VALUES (?,?,?,?,?,?,?,?,?,'reserved',0,?)",
+            (
+                txid.hex(),
+                req.request_id,
+                atm.atm_id,
+                token.customer_id,
+                token.account_id,
+                ctx.day,
+                req.amount_yuan,
+                json.dumps(notes),
+                req.command_nonce,
+                ctx.now_ms,
+            ),
+        )
+        ledger.reserve(ctx.cur, txid.hex(), token.account_id, req.amount_yuan, ctx.now_ms)
+        return AuthResponse(
+            request_id=req.request_id,
+            decision="approve",
+            message="Please take your cash.",
+            txid=txid.hex(),
+            amount_yuan=req.amount_yuan,
+            notes=notes,
+            dispense_token=dispense.hex(),
+        )
+
+    def _alarm(self, ctx: _Ctx, kind: str, scope: str, subject: str, detail: str = "") -> None:
+        alarm = abuse.raise_alarm(
+            ctx.cur,
+            kind=kind,
+            scope=scope,
+            subject=subject,
+            day=ctx.day,
+            detail=detail or f"{kind} for {scope} {subject}",
+            now_ms=ctx.now_ms,
+        )
+        if alarm is not None:
+            ctx.alarms.append(alarm)

@@ -1,0 +1,201 @@
+"""The bank database: one SQL schema on SQLite (WAL, default) or PostgreSQL (production), atomic runs."""
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from .errors import StoreError
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+Params = Sequence[object]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS atms (
+    atm_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, device_key TEXT NOT NULL,
+    denominations TEXT NOT NULL, provisioned_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id BIGINT PRIMARY KEY, mobile TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    account_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, account_number TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS templates (
+    customer_id BIGINT PRIMARY KEY, model_id TEXT NOT NULL, template_version INTEGER NOT NULL,
+    embedding TEXT NOT NULL, quality DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS used_nonces (nonce TEXT PRIMARY KEY, request_id TEXT NOT NULL, at_ms BIGINT);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY, atm_id TEXT NOT NULL, response TEXT NOT NULL, at_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, day INTEGER NOT NULL, count INTEGER NOT NULL,
+    last_ms BIGINT NOT NULL, rate_violations INTEGER NOT NULL, PRIMARY KEY (scope, subject, day));
+CREATE TABLE IF NOT EXISTS lockouts (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, failures INTEGER NOT NULL, level INTEGER NOT NULL,
+    until_ms BIGINT NOT NULL, PRIMARY KEY (scope, subject));
+CREATE TABLE IF NOT EXISTS txns (
+    txid TEXT PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, atm_id TEXT NOT NULL,
+    customer_id BIGINT NOT NULL, account_id BIGINT NOT NULL, day INTEGER NOT NULL,
+    amount INTEGER NOT NULL, notes TEXT NOT NULL, command_nonce TEXT NOT NULL, state TEXT NOT NULL,
+    debited INTEGER NOT NULL, created_ms BIGINT NOT NULL, settled_ms BIGINT, report TEXT);
+CREATE INDEX IF NOT EXISTS txns_customer_day ON txns (customer_id, day);
+CREATE INDEX IF NOT EXISTS txns_account ON txns (account_id);
+CREATE TABLE IF NOT EXISTS journal (
+    id {serial}, entry_id TEXT NOT NULL, txid TEXT NOT NULL, kind TEXT NOT NULL,
+    ledger_account TEXT NOT NULL, amount INTEGER NOT NULL, at_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS journal_txid ON journal (txid);
+CREATE UNIQUE INDEX IF NOT EXISTS journal_once ON journal (entry_id, ledger_account);
+CREATE TABLE IF NOT EXISTS alarms (
+    alarm_id TEXT PRIMARY KEY, kind TEXT NOT NULL, scope TEXT NOT NULL, subject TEXT NOT NULL,
+    day INTEGER NOT NULL, detail TEXT NOT NULL, at_ms BIGINT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS alarms_once ON alarms (kind, scope, subject, day);
+"""
+
+
+class Cursor(Protocol):
+    """What the bank's logic needs from a transaction: run SQL with '?' placeholders."""
+
+    def q(self, sql: str, params: Params = ()) -> list[Row]: ...
+    def one(self, sql: str, params: Params = ()) -> Row | None: ...
+    def x(self, sql: str, params: Params = ()) -> int: ...
+
+
+class Database(Protocol):
+    """A bank database backend."""
+
+    kind: str
+
+    def run(self, fn: Callable[[Cursor], T]) -> T: ...
+    def close(self) -> None: ...
+
+
+class _SqliteCursor:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._c = conn
+
+    def q(self, sql: str, params: Params = ()) -> list[Row]:
+        return list(self._c.execute(sql, tuple(params)).fetchall())
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self._c.execute(sql, tuple(params)).fetchone()
+        return row
+
+    def x(self, sql: str, params: Params = ()) -> int:
+        return self._c.execute(sql, tuple(params)).rowcount
+
+
+class SqliteDatabase:
+    """SQLite in WAL mode; BEGIN IMMEDIATE serialises writers across threads and processes."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise StoreError(f"sqlite synchronous={synchronous!r}: expected FULL, NORMAL or OFF")
+        self.path = path
+        self._lock = threading.Lock()  # one connection, possibly used from several threads of a worker
+        try:
+            self._conn = sqlite3.connect(
+                str(path), isolation_level=None, timeout=30.0, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives power loss
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.executescript(SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite {path}: {exc}") from exc
+
+    def run(self, fn: Callable[[Cursor], T]) -> T:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite begin: {exc}") from exc
+            try:
+                result = fn(_SqliteCursor(self._conn))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite commit: {exc}") from exc
+            return result
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _PgCursor:
+    def __init__(self, cur: Any) -> None:
+        self._c = cur
+
+    def q(self, sql: str, params: Params = ()) -> list[Row]:
+        self._c.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        return list(self._c.fetchall())
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        self._c.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        row: Row | None = self._c.fetchone()
+        return row
+
+    def x(self, sql: str, params: Params = ()) -> int:
+        self._c.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        count: int = self._c.rowcount
+        return count
+
+
+class PostgresDatabase:
+    """PostgreSQL with SERIALIZABLE transactions, retried on serialization failures."""
+
+    kind = "postgres"
+    _RETRIES = 50
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=False)
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(4242)")  # one schema creator at a time
+                for stmt in SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
+                    if stmt.strip():
+                        cur.execute(stmt)  # pyright: ignore[reportArgumentType]
+            self._conn.commit()
+            self._conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+        except psycopg.Error as exc:
+            raise StoreError(f"postgres: {exc}") from exc
+
+    def run(self, fn: Callable[[Cursor], T]) -> T:
+        errors = self._psycopg.errors
+        for attempt in range(self._RETRIES):
+            try:
+                with self._conn.cursor() as cur:
+                    result = fn(_PgCursor(cur))
+                self._conn.commit()
+                return result
+            except (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation):
+                self._conn.rollback()
+                time.sleep(0.001 * (attempt + 1))
+            except self._psycopg.Error as exc:
+                self._conn.rollback()
+                raise StoreError(f"postgres: {exc}") from exc
+            except BaseException:
+                self._conn.rollback()
+                raise
+        raise StoreError("postgres: too many serialization retries")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_database(url: str) -> Database:
+    """'sqlite:///path/bank.db[?synchronous=NORMAL]' or a 'postgresql://...' DSN."""
+    if url.startswith("sqlite:///"):
+        path, _, query = url[len("sqlite:///") :].partition("?")
+        sync = query.partition("synchronous=")[2].upper() or "FULL"
+        return SqliteDatabase(Path(path), sync)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(url)
+    raise StoreError(f"database url {url!r}: expected sqlite:///PATH or postgresql://...")

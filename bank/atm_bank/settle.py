@@ -1,0 +1,184 @@
+"""Settlement: the MCU's signed present report debits, reverses or parks a reservation; reconciliation."""
+
+import hmac
+import json
+import struct
+import time
+from dataclasses import dataclass
+
+from atm_wire.auth import REPORT_SIZE, verify_report
+from atm_wire.messages import (
+    PRESENT_NOT_PRESENTED,
+    PRESENT_PRESENTED,
+    REPORT_FLAG_FINAL,
+    REPORT_FMT,
+    UNKNOWN_COUNT,
+)
+
+from . import ledger
+from .core import Clock
+from .db import Cursor, Database
+from .errors import StoreError
+from .registry import load_atm
+from .schemas import TxnReport, TxnResult
+
+
+@dataclass(frozen=True)
+class Report:
+    """A decoded MCU present-status report."""
+
+    device_id: bytes
+    txid: bytes
+    nonce: bytes
+    stacked: list[int]
+    presented: int
+    retracted: int
+    rejected: int
+    status: int
+    flags: int
+
+
+def decode_report(raw: bytes) -> Report:
+    """Unpack REPORT_FMT (the caller checks the MAC)."""
+    f = struct.unpack(REPORT_FMT, raw)
+    return Report(f[0], f[1], f[2], [f[3], f[4], f[5], f[6]], f[7], f[8], f[9], f[10], f[11])
+
+
+def outcome_of(rep: Report, denominations: list[int], notes: list[int], amount: int) -> tuple[str, int]:
+    """('debited', paid) / ('reversed', 0) / ('suspect', 0) from the report's counts and status."""
+    counts = [*rep.stacked, rep.presented, rep.retracted]
+    if rep.status == PRESENT_NOT_PRESENTED:
+        return "reversed", 0
+    if rep.status != PRESENT_PRESENTED or UNKNOWN_COUNT in counts:
+        return "suspect", 0
+    if any(s > n for s, n in zip(rep.stacked, notes, strict=True)):
+        return "suspect", 0  # more notes than the bank signed for: never debit blindly
+    stacked_total = sum(rep.stacked)
+    paid = sum(s * d for s, d in zip(rep.stacked, denominations, strict=True))
+    if rep.retracted == 0 and rep.presented == stacked_total and paid <= amount:
+        return ("debited", paid) if paid > 0 else ("reversed", 0)
+    if rep.retracted >= rep.presented:
+        return "reversed", 0
+    return "suspect", 0  # partial retract: which notes stayed is unknown
+
+
+class Settler:
+    """Applies reports and operator reconciliations to the ledger, once per transaction."""
+
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self.db = db
+        self.clock = clock
+
+    def settle(self, msg: TxnReport, topic_atm: str) -> TxnResult:
+        now_ms = int(self.clock() * 1000)
+
+        def fn(cur: Cursor) -> TxnResult:
+            return self._settle(cur, msg, topic_atm, now_ms)
+
+        return self.db.run(fn)
+
+    def _settle(self, cur: Cursor, msg: TxnReport, topic_atm: str, now_ms: int) -> TxnResult:
+        def rejected(why: str) -> TxnResult:
+            return TxnResult(txid=msg.txid, outcome="rejected", detail=why)
+
+        row = cur.one(
+            "SELECT atm_id, account_id, amount, notes, command_nonce, state, debited FROM txns WHERE txid=?",
+            (msg.txid,),
+        )
+        if row is None:
+            return rejected("unknown transaction")
+        atm_id, account_id, amount = str(row[0]), int(row[1]), int(row[2])
+        notes: list[int] = [int(n) for n in json.loads(str(row[3]))]
+        state, debited = str(row[5]), int(row[6])
+        if atm_id != topic_atm or msg.atm_id != topic_atm:
+            return rejected("report from another ATM")
+        if state in ("debited", "reversed"):
+            return TxnResult(txid=msg.txid, outcome=state, debited_yuan=debited)  # type: ignore[arg-type]
+        atm = load_atm(cur, atm_id)
+        raw = bytes.fromhex(msg.report) if len(msg.report) % 2 == 0 else b""
+        if atm is None or len(raw) != REPORT_SIZE or not verify_report(atm.key, raw):
+            return rejected("report MAC does not verify")
+        rep = decode_report(raw)
+        if (
+            rep.txid.hex() != msg.txid
+            or not hmac.compare_digest(rep.device_id, atm.device_id)
+            or rep.nonce.hex() != str(row[4])
+        ):
+            return rejected("report names another transaction, device or nonce")
+        if not rep.flags & REPORT_FLAG_FINAL:
+            return TxnResult(txid=msg.txid, outcome="pending", detail="report not final")
+        outcome, paid = outcome_of(rep, atm.denominations, notes, amount)
+        if state == "suspect":
+            if outcome == "suspect":
+                return TxnResult(txid=msg.txid, outcome="suspect")
+            ledger.settle_suspense(
+                cur, msg.txid, account_id=account_id, atm_id=atm_id, amount=amount, paid=paid, now_ms=now_ms
+            )
+        elif outcome == "debited":
+            ledger.debit(cur, msg.txid, account_id=account_id, atm_id=atm_id, amount=paid, now_ms=now_ms)
+            if amount - paid:
+                ledger.reverse(cur, msg.txid, account_id, amount - paid, now_ms)
+        elif outcome == "reversed":
+            ledger.reverse(cur, msg.txid, account_id, amount, now_ms)
+        else:
+            ledger.to_suspense(
+                cur, msg.txid, account_id=account_id, atm_id=atm_id, amount=amount, now_ms=now_ms
+            )
+        cur.x(
+            "UPDATE txns SET state=?, debited=?, settled_ms=?, report=? WHERE txid=?",
+            (outcome, paid, now_ms, msg.report, msg.txid),
+        )
+        return TxnResult(txid=msg.txid, outcome=outcome, debited_yuan=paid)  # type: ignore[arg-type]
+
+    def expire_reservations(self, older_than_s: float) -> list[str]:
+        """Reservations with no final report after older_than_s become suspect (cash may have left)."""
+        now_ms = int(self.clock() * 1000)
+        cutoff = now_ms - int(older_than_s * 1000)
+
+        def fn(cur: Cursor) -> list[str]:
+            rows = cur.q(
+                "SELECT txid, atm_id, account_id, amount FROM txns WHERE state='reserved' AND created_ms < ?",
+                (cutoff,),
+            )
+            for txid, atm_id, account_id, amount in rows:
+                ledger.to_suspense(
+                    cur,
+                    str(txid),
+                    account_id=int(account_id),
+                    atm_id=str(atm_id),
+                    amount=int(amount),
+                    now_ms=now_ms,
+                )
+                cur.x("UPDATE txns SET state='suspect', settled_ms=? WHERE txid=?", (now_ms, txid))
+            return [str(r[0]) for r in rows]
+
+        return self.db.run(fn)
+
+    def reconcile(self, txid: str, paid_yuan: int) -> TxnResult:
+        """Operator settlement of a suspect transaction from the cash count / device journal."""
+        now_ms = int(self.clock() * 1000)
+
+        def fn(cur: Cursor) -> TxnResult:
+            row = cur.one("SELECT atm_id, account_id, amount, state FROM txns WHERE txid=?", (txid,))
+            if row is None or str(row[3]) != "suspect":
+                raise StoreError(f"transaction {txid} is not suspect")
+            amount = int(row[2])
+            if not 0 <= paid_yuan <= amount:
+                raise StoreError(f"paid {paid_yuan} outside 0..{amount}")
+            ledger.settle_suspense(
+                cur,
+                txid,
+                account_id=int(row[1]),
+                atm_id=str(row[0]),
+                amount=amount,
+                paid=paid_yuan,
+                now_ms=now_ms,
+            )
+            outcome = "debited" if paid_yuan else "reversed"
+            cur.x(
+                "UPDATE txns SET state=?, debited=?, settled_ms=? WHERE txid=?",
+                (outcome, paid_yuan, now_ms, txid),
+            )
+            return TxnResult(txid=txid, outcome=outcome, debited_yuan=paid_yuan)
+
+        return self.db.run(fn)

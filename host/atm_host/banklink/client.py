@@ -1,0 +1,370 @@
+"""The host's one MQTT client (paho-mqtt 2, MQTT 5): birth/death, auth requests, outbox draining, commands.
+
+No other host module imports paho. Money messages go out at QoS 1 with a response topic, correlation
+data, a message expiry and an idempotency key; events and reports go through the outbox.
+"""
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from atm_bank import topics
+from atm_bank.schemas import (
+    AuthRequest,
+    AuthResponse,
+    Birth,
+    Cassette,
+    Command,
+    CommandResult,
+    Death,
+    Event,
+    FleetConfig,
+    Telemetry,
+    TxnReport,
+    TxnResult,
+)
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import ValidationError
+
+from .errors import BankTimeoutError
+from .outbox import Outbox
+from .settings import LinkSettings
+
+log = logging.getLogger("atm_host.banklink")
+
+SESSION_EXPIRY_S = 86400  # commands sent while the ATM is briefly offline still reach it
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.response: AuthResponse | None = None
+
+
+class BankLink:
+    """One ATM's connection to the bank."""
+
+    def __init__(self, settings: LinkSettings, outbox: Outbox, cassettes: list[Cassette]) -> None:
+        self.s = settings
+        self.atm = settings.atm_id
+        self.outbox = outbox
+        self.cassettes = cassettes
+        self.config_version = 0
+        self.fleet: FleetConfig | None = None
+        self.counters: dict[str, int] = {"malformed": 0, "duplicate_responses": 0, "published": 0}
+        self.on_command: Callable[[Command], tuple[bool, str]] | None = None
+        self.on_txn_result: Callable[[TxnResult], None] | None = None
+        self.on_fleet: Callable[[FleetConfig], None] | None = None
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._waiters: dict[bytes, _Waiter] = {}
+        self._seen_commands: OrderedDict[str, None] = OrderedDict()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._early: set[int] = set()
+        self._last_sent = 0
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._bd_seq = outbox.next_counter("bd_seq")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.atm, protocol=mqtt.MQTTv5)
+        if settings.username:
+            self.client.username_pw_set(settings.username, settings.password)
+        if settings.ca_file:
+            self.client.tls_set(  # pyright: ignore[reportUnknownMemberType]
+                ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file
+            )
+        self.client.reconnect_delay_set(1, 5)
+        self.client.max_inflight_messages_set(max(settings.outbox_window, 20))
+        self._set_will()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self._drainer = threading.Thread(target=self._drain_loop, name=f"outbox-{self.atm}", daemon=True)
+
+    # ----- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client.connect_async(
+            self.s.host, self.s.port, self.s.keepalive_s, clean_start=False, properties=props
+        )
+        self.client.loop_start()
+        self._drainer.start()
+
+    def stop(self) -> None:
+        """Clean shutdown: the broker does not publish the Will; publish the death ourselves."""
+        self._stop.set()
+        self._wake.set()
+        if self._connected.is_set():
+            info = self.client.publish(
+                topics.death(self.atm), self._death().model_dump_json(), qos=1, retain=True
+            )
+            info.wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._drainer.join(2)
+
+    def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        return self._connected.wait(timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def next_seq(self) -> int:
+        with self._lock:
+            self._seq = (self._seq + 1) % 256
+            return self._seq
+
+    def _death(self) -> Death:
+        return Death(atm_id=self.atm, bd_seq=self._bd_seq, ts_ms=_now_ms())
+
+    def _set_will(self) -> None:
+        self.client.will_set(topics.death(self.atm), self._death().model_dump_json(), qos=1, retain=True)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        if rc.is_failure:
+            log.error("%s: connect refused: %s", self.atm, rc)
+            return
+        opts = SubscribeOptions(qos=1)
+        client.subscribe(
+            [
+                (topics.auth_response(self.atm), opts),
+                (topics.txn_result(self.atm), opts),
+                (topics.command(self.atm), opts),
+                (topics.atm_config(self.atm), opts),
+                (topics.FLEET_CONFIG, opts),
+            ]
+        )
+        self._publish_birth()
+        with self._lock:
+            self._inflight.clear()
+            self._early.clear()
+            self._last_sent = 0
+        self._connected.set()
+        self._wake.set()
+
+    def _publish_birth(self) -> None:
+        with self._lock:
+            self._seq = 0
+        birth = Birth(
+            atm_id=self.atm,
+            bd_seq=self._bd_seq,
+            seq=0,
+            ts_ms=_now_ms(),
+            device_id=self.s.device_id,
+            host_version=self.s.host_version,
+            config_version=self.config_version,
+            cassettes=self.cassettes,
+        )
+        self.client.publish(topics.birth(self.atm), birth.model_dump_json(), qos=1, retain=True)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        with self._lock:
+            self._inflight.clear()
+            self._early.clear()
+            self._last_sent = 0
+        # The next connection is a new birth: register the Will with the next bdSeq before reconnecting.
+        self._bd_seq = self.outbox.next_counter("bd_seq")
+        self._set_will()
+        log.warning("%s: disconnected: %s", self.atm, rc)
+
+    # ----- authorization ----------------------------------------------------------------------------
+    def authorize(self, req: AuthRequest, timeout_s: float = 10.0) -> AuthResponse:
+        """Ask the bank; re-send the same request (same idempotency key) until answered or timed out."""
+        corr = bytes.fromhex(req.request_id)
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters[corr] = waiter
+        payload = req.model_dump_json()
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = topics.auth_response(self.atm)
+        props.CorrelationData = corr
+        props.MessageExpiryInterval = self.s.request_expiry_s
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if self._connected.is_set():
+                    self.client.publish(topics.auth_request(self.atm), payload, qos=1, properties=props)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BankTimeoutError(f"no answer to {req.request_id} in {timeout_s} s")
+                if waiter.event.wait(min(self.s.retry_s, remaining)) and waiter.response is not None:
+                    return waiter.response
+        finally:
+            with self._lock:
+                self._waiters.pop(corr, None)
+
+    # ----- records through the outbox ---------------------------------------------------------------
+    def send_event(self, kind: str, severity: str, detail: dict[str, str | int] | None = None) -> Event:
+        """Store an event durably and send it when the broker is reachable."""
+        event = Event.model_validate(
+            {
+                "atm_id": self.atm,
+                "event_id": os.urandom(16).hex(),
+                "seq": self.next_seq(),
+                "ts_ms": _now_ms(),
+                "kind": kind,
+                "severity": severity,
+                "detail": detail or {},
+            }
+        )
+        self.outbox.put(topics.event(self.atm), event.model_dump_json().encode())
+        self._wake.set()
+        return event
+
+    def send_report(self, txid: str, report: bytes) -> None:
+        """Store the MCU's signed final report durably and send it (the bank settles the ledger with it)."""
+        msg = TxnReport(atm_id=self.atm, txid=txid, report=report.hex(), ts_ms=_now_ms())
+        self.outbox.put(topics.txn_report(self.atm), msg.model_dump_json().encode())
+        self._wake.set()
+
+    def send_telemetry(self, state: str, counters: dict[str, int]) -> bool:
+        """Best-effort telemetry at QoS 0 (a newer sample replaces a lost one)."""
+        if not self._connected.is_set():
+            return False
+        msg = Telemetry.model_validate(
+            {
+                "atm_id": self.atm,
+                "seq": self.next_seq(),
+                "ts_ms": _now_ms(),
+                "state": state,
+                "cassettes": [c.model_dump() for c in self.cassettes],
+                "counters": counters,
+                "outbox_depth": self.outbox.depth(),
+            }
+        )
+        return self.client.publish(topics.telemetry(self.atm), msg.model_dump_json(), qos=0).rc == 0
+
+    def _drain_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._drain_once()
+            except Exception:  # the drainer must survive anything; the records stay in the outbox
+                log.exception("%s: outbox drain failed", self.atm)
+
+    def _drain_once(self) -> None:
+        while self._connected.is_set() and not self._stop.is_set():
+            with self._lock:
+                room = self.s.outbox_window - len(self._inflight)
+                after = self._last_sent
+            if room <= 0:
+                return
+            batch = self.outbox.pending(after=after, limit=room)
+            if not batch:
+                return
+            for rec in batch:
+                info = self.client.publish(rec.topic, rec.payload, qos=rec.qos)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return  # not connected any more: the row stays and is re-sent after reconnect
+                with self._lock:
+                    if info.mid in self._early:
+                        self._early.discard(info.mid)
+                        self.outbox.ack(rec.row_id)
+                    else:
+                        self._inflight[info.mid] = rec.row_id
+                    self._last_sent = rec.row_id
+                self.counters["published"] += 1
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, rc: ReasonCode, props: Properties | None
+    ) -> None:
+        with self._lock:
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                self._early.add(mid)
+                if len(self._early) > 10000:
+                    self._early.clear()
+                return
+        self.outbox.ack(row)
+        self._wake.set()
+
+    # ----- inbound ----------------------------------------------------------------------------------
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._dispatch(msg)
+        except ValidationError as exc:
+            self.counters["malformed"] += 1
+            log.warning("%s: malformed message on %s: %s", self.atm, msg.topic, str(exc)[:300])
+        except Exception:
+            self.counters["malformed"] += 1
+            log.exception("%s: error handling %s", self.atm, msg.topic)
+
+    def _dispatch(self, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == topics.auth_response(self.atm):
+            self._auth_response(msg)
+        elif msg.topic == topics.txn_result(self.atm):
+            result = TxnResult.model_validate_json(msg.payload)
+            if self.on_txn_result is not None:
+                self.on_txn_result(result)
+        elif msg.topic == topics.command(self.atm):
+            self._command(Command.model_validate_json(msg.payload))
+        elif msg.topic in (topics.FLEET_CONFIG, topics.atm_config(self.atm)):
+            fleet = FleetConfig.model_validate_json(msg.payload)
+            self.fleet = fleet
+            self.config_version = fleet.config_version
+            if self.on_fleet is not None:
+                self.on_fleet(fleet)
+
+    def _auth_response(self, msg: mqtt.MQTTMessage) -> None:
+        resp = AuthResponse.model_validate_json(msg.payload)
+        corr: Any = getattr(msg.properties, "CorrelationData", None) if msg.properties is not None else None
+        key = bytes(corr) if isinstance(corr, bytes | bytearray) else bytes.fromhex(resp.request_id)
+        with self._lock:
+            waiter = self._waiters.get(key)
+        if waiter is None or waiter.event.is_set() or resp.request_id != key.hex():
+            self.counters["duplicate_responses"] += 1
+            return
+        waiter.response = resp
+        waiter.event.set()
+
+    def _command(self, cmd: Command) -> None:
+        with self._lock:
+            if cmd.command_id in self._seen_commands:
+                return  # a redelivered command runs once
+            self._seen_commands[cmd.command_id] = None
+            while len(self._seen_commands) > 1000:
+                self._seen_commands.popitem(last=False)
+        if cmd.expires_ms < _now_ms():
+            ok, detail = False, "expired"
+        elif cmd.name == "rebirth":
+            self._publish_birth()
+            ok, detail = True, "birth re-published"
+        elif self.on_command is not None:
+            ok, detail = self.on_command(cmd)
+        else:
+            ok, detail = False, "no handler"
+        result = CommandResult(command_id=cmd.command_id, atm_id=self.atm, ok=ok, detail=detail[:200])
+        self.outbox.put(topics.command_result(self.atm), result.model_dump_json().encode())
+        self._wake.set()

@@ -1,0 +1,1 @@
+"""Tests of the bank side and the host's bank link (issue 4)."""

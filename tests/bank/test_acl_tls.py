@@ -1,0 +1,132 @@
+"""TLS with client certificates and the repo's ACL on a real broker: ATMs stay under their own id."""
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from atm_bank import topics
+from atm_bank.db import SqliteDatabase
+from atm_tools.mosquitto import Mosquitto, TlsFiles, find_mosquitto
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from .certs import Ca
+from .helpers import World, make_world
+from .mqtt_helpers import start_link, start_worker, wait_for
+from .scenarios import A1, A2
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class TlsEnv:
+    def __init__(self, tmp: Path) -> None:
+        self.ca = Ca(tmp / "pki")
+        self.rogue = Ca(tmp / "rogue", cn="Rogue CA")
+        cert, key = self.ca.issue("localhost", server=True)
+        acl = tmp / "acl"
+        shutil.copy(REPO / "deploy/mosquitto/acl", acl)
+        self.broker = Mosquitto(tmp / "broker", tls=TlsFiles(self.ca.path, cert, key), acl_file=acl)
+        self.broker.start()
+        self.world: World = make_world(SqliteDatabase(tmp / "bank.db"), live=True)
+        self.tmp = tmp
+
+    def client_files(self, cn: str, ca: Ca | None = None) -> dict[str, str]:
+        cert, key = (ca or self.ca).issue(cn)
+        return {"ca_file": str(self.ca.path), "cert_file": str(cert), "key_file": str(key)}
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> Iterator[TlsEnv]:
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto binary not installed")
+    env = TlsEnv(tmp_path)
+    yield env
+    env.broker.stop()
+
+
+def _raw(env: TlsEnv, cn: str, ca: Ca | None = None) -> tuple[mqtt.Client, list[ReasonCode], threading.Event]:
+    files = env.client_files(cn, ca)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{cn}", protocol=mqtt.MQTTv5)
+    client.tls_set(ca_certs=files["ca_file"], certfile=files["cert_file"], keyfile=files["key_file"])  # pyright: ignore[reportUnknownMemberType]
+    codes: list[ReasonCode] = []
+    connected = threading.Event()
+
+    def on_connect(c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: Properties | None) -> None:
+        if not rc.is_failure:
+            connected.set()
+
+    def on_subscribe(
+        c: mqtt.Client, u: object, mid: int, rcs: list[ReasonCode], p: Properties | None
+    ) -> None:
+        codes.extend(rcs)
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    return client, codes, connected
+
+
+def test_tls_approve_and_acl_refusals(tls: TlsEnv) -> None:
+    w = tls.world
+    worker = start_worker(w, tls.broker, **tls.client_files("bank"))
+    link = start_link(w, tls.broker, A1, tls.tmp, **tls.client_files(A1))
+    c = next(iter(w.customers.values()))
+    assert link.authorize(w.request(A1, c, 100)).decision == "approve"
+
+    # ATM0001 tries to act as ATM0002 and to read ATM0002's answers.
+    client, codes, connected = _raw(tls, A1)
+    client.connect("127.0.0.1", tls.broker.port)
+    client.loop_start()
+    assert connected.wait(10)
+    seen: list[str] = []
+    client.on_message = lambda c, u, m: seen.append(m.topic)
+    client.subscribe(topics.auth_response(A2), qos=1)
+    client.subscribe("atm/v1/#", qos=1)
+    wait_for(lambda: len(codes) == 2, what="SUBACKs")
+    # mosquitto 2.0 grants the SUBACK and filters every delivery by the ACL: prove nothing arrives.
+    link2 = start_link(w, tls.broker, A2, tls.tmp, **tls.client_files(A2))
+    c2 = list(w.customers.values())[1]
+    assert link2.authorize(w.request(A2, c2, 100)).decision == "approve"
+    time.sleep(0.3)
+    assert not [t for t in seen if not t.startswith(f"atm/v1/{A1}/") and t != topics.FLEET_CONFIG], seen
+    before = worker.counters["auth_approve"] + worker.counters["auth_decline"] + worker.counters["malformed"]
+    req = w.request(A2, c, 100)
+    client.publish(topics.auth_request(A2), req.model_dump_json(), qos=1).wait_for_publish(5)
+    time.sleep(0.5)
+    after = worker.counters["auth_approve"] + worker.counters["auth_decline"] + worker.counters["malformed"]
+    assert after == before  # the broker dropped it: the bank never saw it
+    client.loop_stop()
+    client.disconnect()
+    link.stop()
+    link2.stop()
+    worker.stop()
+
+
+@pytest.mark.parametrize("how", ["rogue_ca", "no_cert"])
+def test_connection_without_a_valid_client_certificate_is_refused(tls: TlsEnv, how: str) -> None:
+    if how == "rogue_ca":
+        client, _, connected = _raw(tls, A1, tls.rogue)
+    else:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="nocert", protocol=mqtt.MQTTv5)
+        client.tls_set(ca_certs=str(tls.ca.path))  # pyright: ignore[reportUnknownMemberType]
+        connected = threading.Event()
+    with pytest.raises(OSError):
+        client.connect("127.0.0.1", tls.broker.port)
+        client.loop_start()
+        if not connected.wait(2):
+            raise OSError("not connected")
+    client.loop_stop()
+    assert not connected.is_set()
+
+
+def test_plaintext_is_refused(tls: TlsEnv) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plain", protocol=mqtt.MQTTv5)
+    with pytest.raises(OSError):
+        client.connect("127.0.0.1", tls.broker.port)
+        client.loop(2)
+        if not client.is_connected():
+            raise OSError("not connected")

@@ -1,0 +1,1 @@
+"""Developer tools of the cardless ATM: broker launcher, benchmarks, helpers."""
