@@ -20,7 +20,8 @@ def main() -> int:
         t0 = time.perf_counter()
         with DispenserClient.connect(board.port, timeout=10) as client:
             hello = client.hello()
-            print(f"hello: firmware {hello.firmware}, device {hello.device_id.hex()}, boot #{hello.boot_count}")
+            dev = hello.device_id.hex()
+            print(f"hello: firmware {hello.firmware}, device {dev}, boot #{hello.boot_count}")
             client.provision(DEMO_KEY)
             nonce = client.get_nonce().nonce
             client.replenish(sign_replenish(DEMO_KEY, hello.device_id, nonce, (100, 50, 20, 10), [100] * 4))
