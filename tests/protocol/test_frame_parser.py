@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import pytest
 from atm_wire.frame import FLAG_DATA, MAX_PAYLOAD, MIN_FRAME, FrameParser, encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
