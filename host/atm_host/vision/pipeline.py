@@ -1,0 +1,160 @@
+"""The face pipeline: detect, pick the customer, align, quality gate, embed, compare, liveness."""
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .align import align_face
+from .challenge import Challenge, ChallengeState, ChallengeTracker
+from .config import VisionConfig
+from .detector import BlazeFace, Detection, pick_customer
+from .embedder import make_embedder
+from .errors import ConfigError, MultipleFacesError, NoFaceError
+from .frame import FloatArray, Frame, check_frame
+from .landmarks import FaceLandmarker, FaceMesh
+from .liveness import PassiveLiveness, PassiveResult
+from .manifest import ModelEntry, load_manifest
+from .quality import QualityReport, assess, require
+from .runtime import TfliteModel, load_model
+from .template import Template, compare, make_template
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FaceSample:
+    """The customer's face in one frame: detection, aligned crop, quality and embedding."""
+
+    detection: Detection
+    aligned: Frame
+    quality: QualityReport
+    embedding: FloatArray
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Outcome of a 1:1 verification against a template."""
+
+    score: float
+    threshold: float
+    match: bool
+    liveness: PassiveResult
+
+
+class FacePipeline:
+    """Loads the verified models named in the manifest and runs the stages; `timings` holds the last ms."""
+
+    def __init__(self, config: VisionConfig | None = None) -> None:
+        self.config = cfg = config or VisionConfig()
+        self.manifest = load_manifest(cfg.manifest)
+        self.timings: dict[str, float] = {}
+        self.embedder_entry: ModelEntry = self.manifest.entry(cfg.embedder)
+        op = self.embedder_entry.operating_point
+        self._threshold = None if op is None else op.threshold
+        self.detector = BlazeFace(self._load("blazeface_short_range"), cfg.detector)
+        self.embedder = make_embedder(cfg.embedder, self._load(cfg.embedder))
+        self._landmarker: FaceLandmarker | None = None
+        self._liveness: PassiveLiveness | None = None
+
+    def _load(self, name: str) -> TfliteModel:
+        c = self.config
+        return load_model(name, self.manifest.entry(name), c.model_dir, c.liveness.model_dir, c.threads)
+
+    def _timed(self, stage: str, fn: Callable[[], T]) -> T:
+        t0 = time.perf_counter()
+        out = fn()
+        self.timings[stage] = (time.perf_counter() - t0) * 1000.0
+        return out
+
+    @property
+    def threshold(self) -> float:
+        """The calibrated match threshold stored with the embedder in the manifest."""
+        if self._threshold is None:
+            raise ConfigError(
+                f"embedder {self.config.embedder!r} has no calibrated threshold: run `eval --write`"
+            )
+        return self._threshold
+
+    @property
+    def liveness(self) -> PassiveLiveness:
+        """The passive liveness models, loaded on first use (they live outside the project)."""
+        if self._liveness is None:
+            pairs = [(self._load("minifasnet_v2"), 2.7), (self._load("minifasnet_v1se"), 4.0)]
+            self._liveness = PassiveLiveness(pairs, self.config.liveness)
+        return self._liveness
+
+    @property
+    def landmarker(self) -> FaceLandmarker:
+        """The face mesh model, loaded on first use (active challenge only)."""
+        if self._landmarker is None:
+            self._landmarker = FaceLandmarker(self._load("face_landmark"))
+        return self._landmarker
+
+    def find_customer(self, frame: Frame) -> Detection:
+        """The customer's face (NoFaceError / MultipleFacesError otherwise)."""
+        frame = check_frame(frame)
+        t0 = time.perf_counter()
+        faces = self.detector.detect(frame) or self.detector.detect_centre(frame)
+        face = pick_customer(faces, frame.shape, self.config.detector.second_face_ratio)
+        face = self.detector.refine(frame, face)
+        self.timings["detect"] = (time.perf_counter() - t0) * 1000.0
+        return face
+
+    def source_eye_px(self, image: Frame) -> float:
+        """Eye distance of the face in a photo, measured as on camera frames (for composing scenes)."""
+        return self.find_customer(image).eye_distance
+
+    def sample(self, frame: Frame, gate: bool = True) -> FaceSample:
+        """Detect, align, assess and embed the customer's face; with `gate`, QualityError on a poor face."""
+        face = self.find_customer(frame)
+        aligned = self._timed("align", lambda: align_face(frame, face))
+        report = self._timed("quality", lambda: assess(frame, face, aligned, self.config.quality))
+        if gate:
+            require(report)
+        embedding = self._timed("embed", lambda: self.embedder.embed(aligned))
+        return FaceSample(face, aligned, report, embedding)
+
+    def embed_aligned(self, aligned: Frame) -> FloatArray:
+        """Embed an already aligned 112x112 BGR face (evaluation on aligned sets)."""
+        return self.embedder.embed(aligned)
+
+    def check_liveness(self, frame: Frame, face: Detection) -> PassiveResult:
+        """Passive liveness of `face`."""
+        return self._timed("liveness", lambda: self.liveness.check(frame, face))
+
+    def mesh(self, frame: Frame, face: Detection) -> FaceMesh:
+        """face_landmark mesh of `face` (for the active challenge)."""
+        return self._timed("landmarks", lambda: self.landmarker.mesh(frame, face))
+
+    def run_challenge(self, frames: Iterable[Frame], challenge: Challenge) -> ChallengeState:
+        """Active liveness over consecutive frames; FAILED if they run out or a second face appears."""
+        tracker = ChallengeTracker(challenge, self.config.challenge)
+        for frame in frames:
+            try:
+                face = self.find_customer(frame)
+            except NoFaceError:
+                continue  # a blink or turn may lose the face for a frame
+            except MultipleFacesError:
+                return ChallengeState.FAILED  # someone else stepped in: start again
+            mesh = self.mesh(frame, face)
+            state = tracker.update(mesh.eye_openness(), mesh.yaw_deg())
+            if state is not ChallengeState.PENDING:
+                return state
+        return ChallengeState.FAILED
+
+    def enroll(self, frame: Frame) -> Template:
+        """A template from one good frame."""
+        s = self.sample(frame)
+        return make_template(s.embedding, self.config.embedder, self.embedder_entry.sha256, s.quality.score)
+
+    def score(self, template: Template, embedding: FloatArray) -> float:
+        """Cosine similarity to the template (TemplateError if it came from another model)."""
+        return compare(template, embedding, self.config.embedder, self.embedder_entry.sha256)
+
+    def verify(self, frame: Frame, template: Template) -> Verification:
+        """Quality-gated 1:1 verification of the customer in `frame`, with passive liveness."""
+        s = self.sample(frame)
+        live = self.check_liveness(frame, s.detection)
+        value = self.score(template, s.embedding)
+        return Verification(value, self.threshold, value >= self.threshold, live)

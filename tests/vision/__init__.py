@@ -1,0 +1,1 @@
+"""Tests of the host's vision package (real models, real decoders)."""
