@@ -263,16 +263,22 @@ class App:
         c["heap_free"] = gc.mem_free()
         return tuple(c[name] for name in m.COUNTER_NAMES)
 
+    def _sample_heap(self):
+        """Live heap after a collection: what the firmware really needs (sampled after each command)."""
+        gc.collect()
+        alloc = gc.mem_alloc()
+        if alloc > self._heap_peak:
+            self._heap_peak = alloc
+
     # ----- main loop -------------------------------------------------------------------------------
     def run(self):
-        moved = self.disp.recover()
+        self.disp.recover()
         self.link.start(_ms())
         cause = m.BOOT_WATCHDOG if self.board.watchdog_reset else m.BOOT_POWER_ON
         self.emit("boot", cause, self.sec.epoch, 1 if self.disp.recovered is not None else 0)
         if self.disp.recovered is not None:
             tx = self.jr.find(self.disp.recovered)
             self.emit("power_recovery", self.disp.recovered, tx.present_status if tx is not None else 0)
-        del moved
         while True:
             self.service()
             pending = self._pending
@@ -283,9 +289,7 @@ class App:
                     self._execute(pending[0], pending[1], pending[2])
                 finally:
                     self._busy = False
+                self._sample_heap()
             self.disp.tick()
-            alloc = gc.mem_alloc()
-            if alloc > self._heap_peak:
-                self._heap_peak = alloc
             if not self.board.uart.any() and self._pending is None:
                 time.sleep_ms(1)

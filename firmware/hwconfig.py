@@ -30,7 +30,8 @@ STACKER_SENSOR = const(20)  # 1 while notes are in the stacker
 DOOR_SW = const(21)  # 1 when the safe door is open
 TAMPER_SW = const(22)  # 1 when the dispenser's top box tamper loop is broken
 LED = const(25)
-THICKNESS_ADC = const(26)  # note thickness at the counting sensor (ADC0)
+THICKNESS_ADC = const(26)  # peak-hold output of the note thickness sensor (ADC0)
+THICKNESS_RESET = const(24)  # a pulse clears the thickness peak-hold before each pick
 
 UART_BAUD = const(115200)
 UART_RXBUF = const(1024)  # holds several frames while the pick loop is not reading
@@ -64,6 +65,7 @@ class Board:
         self.door_sw = machine.Pin(DOOR_SW, inp)
         self.tamper_sw = machine.Pin(TAMPER_SW, inp)
         self.thickness = machine.ADC(machine.Pin(THICKNESS_ADC))
+        self.thickness_reset = machine.Pin(THICKNESS_RESET, out, value=0)
         self.uart = machine.UART(
             UART_ID,
             baudrate=UART_BAUD,

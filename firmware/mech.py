@@ -79,6 +79,10 @@ class Mech:
         sensor = b.note_sensor
         self.notes = 0
         self.thickness = 0
+        # The thickness sensor holds its peak in hardware (a note passes in ~3 ms; polling could miss
+        # it): clear the hold, pick, and read the peak once the note has left the sensor.
+        b.thickness_reset.value(1)
+        b.thickness_reset.value(0)
         b.transport.value(1)
         pick = b.pick[cassette]
         pick.value(1)
@@ -92,18 +96,16 @@ class Mech:
                 return NO_NOTE
             self._tick()
         pick.value(0)
-        peak = 0
         t0 = time.ticks_ms()
         while True:
             expired = time.ticks_diff(time.ticks_ms(), t0) > NOTE_PASS_MS
-            v = b.thickness.read_u16()
             if sensor.value() == 0:
                 break
-            if v > peak:
-                peak = v
             if expired:
-                self.thickness = peak
+                self.thickness = b.thickness.read_u16()
                 return JAM_SENSOR
+            self._tick()
+        peak = b.thickness.read_u16()
         self.thickness = peak
         t0 = time.ticks_ms()
         while time.ticks_diff(time.ticks_ms(), t0) < GATE_TRAVEL_MS:

@@ -38,6 +38,7 @@ STACKER_SENSOR = 20
 DOOR_SW = 21
 TAMPER_SW = 22
 THICKNESS_ADC = 26
+THICKNESS_RESET = 24
 
 # Mechanical timings in milliseconds of motor-on time.
 TO_SENSOR_MS = 3.0
@@ -93,6 +94,7 @@ class Mechanics:
         self._rev_acc = 0.0
         self._fwd_acc = 0.0
         self._rng = random.Random(seed)
+        self.thickness_hold = 0  # peak-hold of the thickness sensor, cleared by THICKNESS_RESET
         self.pin_writes = 0
         self.misuse = 0  # the firmware drove the mechanism in a way a real one would not accept
 
@@ -168,6 +170,8 @@ class Mechanics:
             self.outputs[pin] = value
             if rising and pin in PICK_PINS:
                 self._pick(PICK_PINS.index(pin))
+            if rising and pin == THICKNESS_RESET:
+                self.thickness_hold = 0
 
     def _pick(self, c: int) -> None:
         if self.bundle is not None:
@@ -231,10 +235,10 @@ class Mechanics:
     def adc(self, channel: int, now: float) -> int:
         with self.lock:
             self.advance(now)
-            b = self.bundle
-            if channel == THICKNESS_ADC and b is not None and b.stage in ("sensor", "stuck"):
-                return b.notes * THICKNESS_PER_NOTE + self._rng.randint(-1500, 1500)
-            return 300 + self._rng.randint(0, 200)
+            baseline = 300 + self._rng.randint(0, 200)
+            if channel == THICKNESS_ADC:
+                return max(self.thickness_hold, baseline)
+            return baseline
 
     # ----- time ------------------------------------------------------------------------------------
     def advance(self, now: float) -> None:
@@ -256,6 +260,8 @@ class Mechanics:
             b.progress += dt
             if b.progress >= TO_SENSOR_MS:
                 b.stage, b.progress, b.sensor_read_high = "sensor", 0.0, False
+                reading = b.notes * THICKNESS_PER_NOTE + self._rng.randint(-1500, 1500)
+                self.thickness_hold = max(self.thickness_hold, reading)
                 if self.faults.jam_on_sensor > 0:
                     self.faults.jam_on_sensor -= 1
                     b.stage = "stuck"
