@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atm_sim.mechanics import Mechanics
+from atm_sim.wire import PacedWire
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = REPO / "firmware"
@@ -86,6 +87,7 @@ class SimBoard:
         heap: str = "192K",
         auto_restart: bool = True,
         seed: int = 1,
+        baud: int | None = None,
     ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="atm-sim-")) if workdir is None else workdir
@@ -99,6 +101,9 @@ class SimBoard:
         self._proc: subprocess.Popen[bytes] | None = None
         self._master = -1
         self._slave = -1
+        self.baud = baud  # None: the pty's own speed; else a PacedWire at this baud rate
+        self.wire: PacedWire | None = None
+        self._board_end: socket.socket | None = None  # the firmware's UART end, when paced
         self.port = ""
         self._server: socket.socket | None = None
         self._stop = threading.Event()
@@ -137,6 +142,25 @@ class SimBoard:
         os.set_blocking(master, False)
         self._master, self._slave = master, slave
         self.port = os.ttyname(slave)
+        if self.baud is not None:
+            board_end, relay_end = socket.socketpair()
+            board_end.setblocking(False)
+            self._board_end = board_end
+            self.wire = PacedWire(master, relay_end, self.baud).start()
+
+    def _uart_fd(self) -> int:
+        return self._board_end.fileno() if self._board_end is not None else self._master
+
+    def _drop_line_input(self) -> None:
+        """Bytes the host sent while the board was off are lost, as on a real UART."""
+        if self._board_end is None:
+            termios.tcflush(self._master, termios.TCIOFLUSH)
+            return
+        try:
+            while self._board_end.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def start(self) -> SimBoard:
         if not self.image.exists():
@@ -157,11 +181,10 @@ class SimBoard:
         assert self._server is not None
         self._reset_cause = cause
         self._wdt_timeout = 0.0
-        # Bytes the host sent while the board was off are lost, as on a real UART.
-        termios.tcflush(self._master, termios.TCIOFLUSH)
+        self._drop_line_input()
         env = {
             "ATM_SIM_BUS_PORT": str(self._server.getsockname()[1]),
-            "ATM_SIM_UART_FD": str(self._master),
+            "ATM_SIM_UART_FD": str(self._uart_fd()),
             "ATM_SIM_FLASH": str(self.image),
             "ATM_SIM_UNIQUE_ID": self.unique_id,
             "PATH": os.environ.get("PATH", ""),
@@ -170,7 +193,7 @@ class SimBoard:
         self._proc = subprocess.Popen(
             [_tool("micropython"), "-X", f"heapsize={self.heap}", str(MP_DIR / "simboot.py")],
             env=env,
-            pass_fds=(self._master,),
+            pass_fds=(self._uart_fd(),),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=MP_DIR,
@@ -218,6 +241,10 @@ class SimBoard:
         self.power_cut()
         if self._server is not None:
             self._server.close()
+        if self.wire is not None:
+            self.wire.stop()
+        if self._board_end is not None:
+            self._board_end.close()
         for fd in (self._master, self._slave):
             if fd >= 0:
                 try:

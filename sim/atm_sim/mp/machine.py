@@ -122,7 +122,10 @@ class UART:
         total = len(buf)
         done = 0
         while done < total:
-            n = self._f.write(mv[done:])
+            try:
+                n = self._f.write(mv[done:])
+            except OSError:
+                n = 0  # EAGAIN: the line's buffer is full; the wire drains it
             if n:
                 done += n
         return total

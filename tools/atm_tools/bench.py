@@ -1,0 +1,47 @@
+"""`./atm bench`: every component's benchmark in one run, each printing its own table (median, p95)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable
+from typing import cast
+
+# Component name -> module with main(argv) -> int. Quick arguments keep the whole run to minutes.
+BENCHES: dict[str, tuple[str, list[str]]] = {
+    "link": ("atm_tools.bench_link", []),
+    "vision": ("atm_tools.bench_vision", []),
+    "bank": ("atm_tools.bench_bank", ["--atms", "1000", "--requests", "3000", "--workers", "1,2,4"]),
+    "console": ("atm_tools.bench_console", []),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="atm bench", description=__doc__)
+    ap.add_argument("only", nargs="*", help=f"components, any of {sorted(BENCHES)} (default: all)")
+    args = ap.parse_args(argv)
+    chosen = cast(list[str], args.only) or list(BENCHES)
+    unknown = [c for c in chosen if c not in BENCHES]
+    if unknown:
+        ap.error(f"unknown component(s) {unknown}; choose from {sorted(BENCHES)}")
+    status = 0
+    for name in chosen:
+        module_name, bench_args = BENCHES[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            print(f"\n### {name}: not built yet ({module_name})")
+            continue
+        print(f"\n### {name}  ({module_name} {' '.join(bench_args)})", flush=True)
+        t0 = time.monotonic()
+        run = cast(Callable[[list[str]], int], module.main)
+        rc = run(bench_args)
+        print(f"### {name}: exit {rc}, {time.monotonic() - t0:.0f} s", flush=True)
+        status = status or rc
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
