@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from atm_host.link import DispenserClient
 from atm_sim.board import SimBoard
 
