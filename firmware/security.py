@@ -94,9 +94,9 @@ class Security:
             return m.FRAUD_ATTEMPT
         if device_id != self.device_id:
             return self._bad(m.INVALID_TOKEN)
-        if not self.nonce_valid():
-            return self._bad(m.NO_COMMAND_NONCE)
         expected_nonce = self.nonce
+        if expected_nonce is None or not self.nonce_valid():
+            return self._bad(m.NO_COMMAND_NONCE)
         self.nonce = None  # one token per nonce, whatever its fate
         if not auth.equal_ct(nonce, expected_nonce):
             return self._bad(m.INVALID_TOKEN_NONCE)

@@ -19,6 +19,10 @@ from atm_wire.messages import (
     REPORT_FMT,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 TAG_DISPENSE = b"ATM-DISPENSE-1"
 TAG_REPLENISH = b"ATM-REPLENISH-1"
 TAG_REPORT = b"ATM-REPORT-1"
@@ -46,7 +50,7 @@ def hmac_sha256(key: bytes, msg: bytes) -> bytes:
     return outer.digest()
 
 
-def equal_ct(a, b) -> bool:
+def equal_ct(a: "bytes | bytearray | memoryview", b: "bytes | bytearray | memoryview") -> bool:
     """Compare two byte strings in time that depends only on their length."""
     if len(a) != len(b):
         return False
@@ -56,12 +60,12 @@ def equal_ct(a, b) -> bool:
     return diff == 0
 
 
-def dispense_mac(key: bytes, device_id: bytes, nonce: bytes, txid: bytes, notes) -> bytes:
+def dispense_mac(key: bytes, device_id: bytes, nonce: bytes, txid: bytes, notes: "Sequence[int]") -> bytes:
     msg = TAG_DISPENSE + device_id + nonce + txid + struct.pack("<4H", notes[0], notes[1], notes[2], notes[3])
     return hmac_sha256(key, msg)
 
 
-def sign_dispense(key: bytes, device_id: bytes, nonce: bytes, txid: bytes, notes) -> bytes:
+def sign_dispense(key: bytes, device_id: bytes, nonce: bytes, txid: bytes, notes: "Sequence[int]") -> bytes:
     """The bank's side: build the token the device will accept exactly once."""
     mac = dispense_mac(key, device_id, nonce, txid, notes)
     return struct.pack(
@@ -69,7 +73,9 @@ def sign_dispense(key: bytes, device_id: bytes, nonce: bytes, txid: bytes, notes
     )
 
 
-def replenish_mac(key: bytes, device_id: bytes, nonce: bytes, denoms, counts) -> bytes:
+def replenish_mac(
+    key: bytes, device_id: bytes, nonce: bytes, denoms: "Sequence[int]", counts: "Sequence[int]"
+) -> bytes:
     msg = (
         TAG_REPLENISH
         + device_id
@@ -80,7 +86,9 @@ def replenish_mac(key: bytes, device_id: bytes, nonce: bytes, denoms, counts) ->
     return hmac_sha256(key, msg)
 
 
-def sign_replenish(key: bytes, device_id: bytes, nonce: bytes, denoms, counts) -> bytes:
+def sign_replenish(
+    key: bytes, device_id: bytes, nonce: bytes, denoms: "Sequence[int]", counts: "Sequence[int]"
+) -> bytes:
     mac = replenish_mac(key, device_id, nonce, denoms, counts)
     return struct.pack(
         REPLENISH_TOKEN_FMT,
@@ -98,7 +106,7 @@ def sign_replenish(key: bytes, device_id: bytes, nonce: bytes, denoms, counts) -
     )
 
 
-def report_mac(key: bytes, report_without_mac) -> bytes:
+def report_mac(key: bytes, report_without_mac: "bytes | bytearray | memoryview") -> bytes:
     """MAC over the report's bytes up to (not including) the MAC field."""
     return hmac_sha256(key, TAG_REPORT + bytes(report_without_mac))
 

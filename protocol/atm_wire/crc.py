@@ -1,8 +1,8 @@
 """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection) as used by the frame trailer."""
 
 
-def _make_table():
-    table = []
+def _make_table() -> "tuple[int, ...]":
+    table: "list[int]" = []
     for byte in range(256):
         crc = byte << 8
         for _ in range(8):
@@ -14,7 +14,7 @@ def _make_table():
 _TABLE = _make_table()
 
 
-def crc16(buf, start: int = 0, end: int = -1) -> int:
+def crc16(buf: "bytes | bytearray | memoryview", start: int = 0, end: int = -1) -> int:
     """Return the CRC of buf[start:end] without slicing (no allocation)."""
     if end < 0:
         end = len(buf)

@@ -15,6 +15,10 @@ After a bad frame the parser drops bytes up to and including the next SYNC byte 
 
 from atm_wire.crc import crc16
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 SYNC = 0x7E
 HEADER = 4
 TRAILER = 3
@@ -32,7 +36,9 @@ FLAG_NAK = 0x08  # receiver saw a gap: retransmit from ACK now
 FLAG_MASK = 0x0F
 
 
-def encode_into(buf, seq: int, ack: int, flags: int, payload=None, plen: int = 0) -> int:
+def encode_into(
+    buf: bytearray, seq: int, ack: int, flags: int, payload: "bytes | bytearray | None" = None, plen: int = 0
+) -> int:
     """Write one frame into buf (>= plen + OVERHEAD bytes) and return its length."""
     n = plen + OVERHEAD
     if n > MAX_FRAME:
@@ -43,7 +49,7 @@ def encode_into(buf, seq: int, ack: int, flags: int, payload=None, plen: int = 0
     buf[3] = flags
     i = 0
     while i < plen:
-        buf[HEADER + i] = payload[i]  # type: ignore[index]
+        buf[HEADER + i] = payload[i]  # type: ignore[index]  (plen > 0 implies a payload)
         i += 1
     crc = crc16(buf, 0, n - TRAILER)
     buf[n - 3] = crc >> 8
@@ -65,7 +71,7 @@ class FrameParser:
     The frame handed to on_frame lives in the parser's own buffer and is valid only during the call.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buf = bytearray(MAX_FRAME)
         self.have = 0
         self.skipping = False
@@ -74,11 +80,13 @@ class FrameParser:
         self.bad_length = 0
         self.bytes_dropped = 0
 
-    def reset(self):
+    def reset(self) -> None:
         self.have = 0
         self.skipping = False
 
-    def feed(self, data, n: int, on_frame) -> None:
+    def feed(
+        self, data: "bytes | bytearray | memoryview", n: int, on_frame: "Callable[[bytearray, int], None]"
+    ) -> None:
         """Consume data[0:n]; call on_frame(buf, length) for each good frame."""
         buf = self.buf
         i = 0

@@ -27,6 +27,10 @@ from atm_wire.frame import (
     encode_into,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 TICKS_PERIOD = 1 << 30
 _TICKS_HALF = TICKS_PERIOD >> 1
 _TICKS_MASK = TICKS_PERIOD - 1
@@ -51,7 +55,13 @@ def seq_diff(a: int, b: int) -> int:
 class Link:
     """One end of the link. deliver(buf, start, end) receives each in-order payload exactly once."""
 
-    def __init__(self, write, deliver, window: int = 8, on_reset=None):
+    def __init__(
+        self,
+        write: "Callable[[bytearray, int], None]",
+        deliver: "Callable[[bytearray, int, int], None]",
+        window: int = 8,
+        on_reset: "Callable[[], None] | None" = None,
+    ) -> None:
         if window not in (1, 2, 4, 8, 16):
             # Slots are seq % window: only a power of two keeps 255 and 0 in different slots.
             raise ValueError("window must be 1, 2, 4, 8 or 16")
@@ -93,7 +103,7 @@ class Link:
     def can_send(self) -> bool:
         return self.connected and self.in_flight() < self.window
 
-    def send(self, payload, plen: int, now: int) -> bool:
+    def send(self, payload: "bytes | bytearray", plen: int, now: int) -> bool:
         """Queue and transmit one payload; False when the window is full or the link is not up."""
         if not self.can_send():
             return False
@@ -161,7 +171,7 @@ class Link:
             self._resend_from_base(now)
 
     # ----- receiving -----------------------------------------------------------------------------
-    def feed(self, data, n: int, now: int) -> None:
+    def feed(self, data: "bytes | bytearray | memoryview", n: int, now: int) -> None:
         """Consume bytes read from the port."""
         if self.parser.have and ticks_diff(now, self._last_rx) > IDLE_RESYNC_MS:
             self.parser.reset()
@@ -170,7 +180,7 @@ class Link:
         self._now = now
         self.parser.feed(data, n, self._on_frame)
 
-    def _on_frame(self, buf, length: int) -> None:
+    def _on_frame(self, buf: bytearray, length: int) -> None:
         now = self._now
         seq = buf[1]
         ack = buf[2]

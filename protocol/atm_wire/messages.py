@@ -11,8 +11,6 @@ Field layouts are `struct` formats (little-endian). Names, codes and layouts are
 and looked up by name on the host and by code in the firmware.
 """
 
-import struct
-
 N_CASSETTES = 4
 ID_LEN = 8  # device id: the RP2040 flash unique id
 NONCE_LEN = 16
@@ -196,20 +194,16 @@ EVENTS = (
     ("power_recovery", 0x89, "<16sB"),  # reconciled transaction, its present status
 )
 
-COMMAND_BY_NAME = {}
-COMMAND_BY_CODE = {}
+COMMAND_BY_NAME: "dict[str, tuple[str, int, str, str]]" = {}
+COMMAND_BY_CODE: "dict[int, tuple[str, int, str, str]]" = {}
 for _entry in COMMANDS:
     COMMAND_BY_NAME[_entry[0]] = _entry
     COMMAND_BY_CODE[_entry[1]] = _entry
-EVENT_BY_NAME = {}
-EVENT_BY_CODE = {}
+EVENT_BY_NAME: "dict[str, tuple[str, int, str]]" = {}
+EVENT_BY_CODE: "dict[int, tuple[str, int, str]]" = {}
 for _entry in EVENTS:
     EVENT_BY_NAME[_entry[0]] = _entry
     EVENT_BY_CODE[_entry[1]] = _entry
-
-MAX_ARGS_SIZE = 0
-for _entry in COMMANDS:
-    MAX_ARGS_SIZE = max(MAX_ARGS_SIZE, struct.calcsize(_entry[2]))
 
 
 def completion_name(code: int) -> str:
