@@ -32,6 +32,9 @@ CAPABILITIES = (
 READ_ONLY = ("hello", "status", "counters", "cassette_info", "get_report", "denominate")
 OUTQ_MAX = 24  # messages waiting for link window space; the oldest is dropped (and counted) beyond
 LINK_WINDOW = 4
+DISPENSE_CODE = m.COMMAND_BY_NAME["dispense"][1]
+# Dispense outcomes after which notes may be in the stacker: the completion reports the counts.
+PARTIAL_DISPENSE = (m.INCOMPLETE_DISPENSE, m.JAMMED, m.CASH_UNIT_ERROR, m.DOOR_OPEN)
 
 
 class App:
@@ -97,8 +100,10 @@ class App:
         self._send(struct.pack(m.ACK_FMT, m.MSG_ACKNOWLEDGE, req_id, code, result))
 
     def _complete(self, req_id, code, result, fmt, fields):
+        """Completion with its data on success; a failed DISPENSE still carries its note counts."""
         head = struct.pack(m.COMPLETION_FMT, m.MSG_COMPLETION, req_id, code, result)
-        if result == m.SUCCESS and fmt != "<":
+        partial = code == DISPENSE_CODE and result in PARTIAL_DISPENSE
+        if (result == m.SUCCESS or partial) and fmt != "<":
             self._send(head + struct.pack(fmt, *fields))
         else:
             self._send(head)
@@ -161,10 +166,6 @@ class App:
             elif name == "dispense":
                 result, stacked, rejected, flags = d.dispense(args[0], args[1], args[2], args[3:7], args[7])
                 fields = (args[2],) + tuple(stacked) + tuple(rejected) + (flags,)
-                if result not in (m.SUCCESS,):
-                    # Partial outcomes still carry their counts.
-                    self._complete_with_data(req_id, entry, result, fields)
-                    return
             elif name == "present":
                 result, n = d.present(args[0])
                 fields = (n,)
@@ -210,13 +211,6 @@ class App:
             result = m.HARDWARE_ERROR
             print("fault in", name, repr(e))
         self._complete(req_id, entry[1], result, entry[3], fields)
-
-    def _complete_with_data(self, req_id, entry, result, fields):
-        head = struct.pack(m.COMPLETION_FMT, m.MSG_COMPLETION, req_id, entry[1], result)
-        if result in (m.INCOMPLETE_DISPENSE, m.JAMMED, m.CASH_UNIT_ERROR, m.DOOR_OPEN):
-            self._send(head + struct.pack(entry[3], *fields))
-        else:
-            self._send(head)
 
     def _status(self):
         d = self.disp

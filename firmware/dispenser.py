@@ -49,9 +49,10 @@ class Dispenser:
         for c in range(m.N_CASSETTES):
             n = self.jr.counts[c]
             old = self.unit_status[c]
-            new = m.UNIT_EMPTY if n == 0 else (m.UNIT_LOW if n <= LOW_THRESHOLD else m.UNIT_OK)
-            if old == m.UNIT_EMPTY and n > 0 and new != m.UNIT_EMPTY and self.jr.denoms[c] == 0:
-                new = m.UNIT_MISSING
+            if self.jr.denoms[c] == 0:
+                new = m.UNIT_MISSING  # no cassette configured in this slot
+            else:
+                new = m.UNIT_EMPTY if n == 0 else (m.UNIT_LOW if n <= LOW_THRESHOLD else m.UNIT_OK)
             if new != old:
                 self.unit_status[c] = new
                 if new != m.UNIT_OK:
@@ -118,7 +119,7 @@ class Dispenser:
                 and self.sec.key is not None
                 and auth.equal_ct(mac, auth.dispense_mac(self.sec.key, device_id, nonce, txid, notes))
             ):
-                return m.SUCCESS, tuple(prior.stacked), (prior.rejected, 0, 0, 0), m.REPORT_FLAG_DUPLICATE
+                return m.SUCCESS, tuple(prior.stacked), tuple(prior.rejected_by), m.REPORT_FLAG_DUPLICATE
             self.sec.invalid_tokens += 1
             return m.INVALID_TOKEN_NONCE, zero, zero, 0
         if self.state != m.STATE_IDLE:
@@ -137,13 +138,12 @@ class Dispenser:
         self.state = m.STATE_DISPENSING
         code = self._pick_all(notes)
         tx = self.jr.open_tx
-        rejected = [0, 0, 0, 0]
-        rejected[0] = tx.rejected
+        rejected = tuple(tx.rejected_by)
         if self.state == m.STATE_FAULT:
             self._emit(
                 "incomplete_dispense", txid, tx.stacked[0], tx.stacked[1], tx.stacked[2], tx.stacked[3]
             )
-            return code, tuple(tx.stacked), tuple(rejected), 0
+            return code, tuple(tx.stacked), rejected, 0
         self.jr.stacked()
         self.c["dispenses"] += 1
         self.state = m.STATE_STACKED
@@ -152,7 +152,7 @@ class Dispenser:
                 "incomplete_dispense", txid, tx.stacked[0], tx.stacked[1], tx.stacked[2], tx.stacked[3]
             )
         self._update_units()
-        return code, tuple(tx.stacked), tuple(rejected), 0
+        return code, tuple(tx.stacked), rejected, 0
 
     def _pick_all(self, notes):
         tx = self.jr.open_tx
@@ -172,7 +172,6 @@ class Dispenser:
                     fails += 1
                     if fails >= PICK_RETRIES:
                         # The cassette is physically empty whatever its counter says.
-                        jr.purged(0, 0, c)  # records the pick outcome: no note left the cassette
                         jr.counts[c] = 0
                         jr.snapshot()
                         self._update_units()

@@ -20,7 +20,6 @@ grows past COMPACT_AT records and no transaction is open.
 import os
 import struct
 
-import store
 from atm_wire.crc import crc16
 
 REC_SIZE = 48
@@ -58,7 +57,8 @@ class Tx:
         self.nonce = nonce
         self.requested = requested
         self.stacked = [0, 0, 0, 0]
-        self.rejected = 0
+        self.rejected = 0  # notes of this transaction that went to the reject bin, in all
+        self.rejected_by = [0, 0, 0, 0]  # of which double picks diverted, per cassette
         self.phase = REC_BEGIN  # the last record type seen for this transaction
         self.last_pick = -1  # cassette of a PICK with no PICKED after it
         self.last_n = 0  # notes and destination of the last PICKED
@@ -188,6 +188,7 @@ class Journal:
                 tx.stacked[d0] += d1
             else:
                 tx.rejected += d1
+                tx.rejected_by[d0] += d1
                 self.reject_bin += d1
         elif rtype == REC_PRESENTED:
             tx.presented = d0
@@ -281,6 +282,8 @@ class Journal:
             for c in range(4):
                 if s[c]:
                     self._append(REC_PICKED, tx.txid, d0=c, d1=s[c], d2=DEST_STACKER)
+                if tx.rejected_by[c]:
+                    self._append(REC_PICKED, tx.txid, d0=c, d1=tx.rejected_by[c], d2=DEST_REJECT)
             self._append(
                 REC_END,
                 tx.txid,
@@ -299,6 +302,3 @@ class Journal:
         self._f.close()
         self._f = None
         os.rename(tmp, PATH)
-
-    def exists(self):
-        return store.exists(PATH)

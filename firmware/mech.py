@@ -37,7 +37,6 @@ class Mech:
         self._tick = tick  # feeds the watchdog; called inside motion loops (allocation-free)
         self.notes = 0  # result of the last primitive: notes measured, delivered or counted
         self.thickness = 0
-        self.stacked = 0  # purge_transport: notes that ran on into the stacker
 
     # ----- sensors ---------------------------------------------------------------------------------
     def stacker_has_notes(self):
@@ -161,7 +160,7 @@ class Mech:
     def purge_transport(self):
         """Run the belt with the gate set to reject until the path is quiet; self.notes = notes binned.
 
-        Notes already released towards the stacker run on into it (counted in self.stacked)."""
+        Notes already released towards the stacker run on into it; the stacker is emptied next."""
         micropython.heap_lock()
         try:
             return self._purge_locked()
@@ -172,7 +171,6 @@ class Mech:
     def _purge_locked(self):
         b = self.b
         self.notes = 0
-        self.stacked = 0
         b.gate_reject.value(1)
         b.transport.value(1)
         last_r = b.reject_entry.value()
@@ -191,8 +189,6 @@ class Mech:
             if s != last_s:
                 last_s = s
                 quiet = time.ticks_ms()
-                if s == 1:
-                    self.stacked += 1
             if b.note_sensor.value() == 1:
                 quiet = time.ticks_ms()
             if time.ticks_diff(time.ticks_ms(), start) > BUNDLE_MS:

@@ -16,11 +16,3 @@ def write_atomic(path, data):
     with open(tmp, "wb") as f:
         f.write(data)
     os.rename(tmp, path)  # littlefs renames atomically: the old file or the new, never half
-
-
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False

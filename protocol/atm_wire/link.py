@@ -6,7 +6,8 @@ like MicroPython's time.ticks_ms) and the port (a write(buf, n) callable); nothi
 Rules (docs/protocol.md, "Link layer"):
 - Each DATA frame carries SEQ; the receiver delivers it only when SEQ is the next expected number and
   answers every DATA frame with an ACK frame naming the next number it expects (cumulative).
-- A frame arriving out of order is dropped and answered with FLAG_NAK so the sender resends at once.
+- A frame arriving out of order is dropped and answered with FLAG_NAK so the sender resends at once;
+  so is a frame that arrives corrupted (bad CRC).
 - Unacknowledged frames are resent, oldest first, when the retransmit timer (RFC 6298: SRTT + 4*RTTVAR,
   clamped to RTO_MIN..RTO_MAX, doubled on every timeout, Karn's rule) expires.
 - SYN resets both directions to sequence 0; the peer answers SYNACK. A device sends SYN when it boots,
@@ -178,7 +179,11 @@ class Link:
             self.idle_resyncs += 1
         self._last_rx = now
         self._now = now
+        errors = self.parser.crc_errors
         self.parser.feed(data, n, self._on_frame)
+        if self.parser.crc_errors != errors and self.connected:
+            # A frame died on the line: ask for a resend now instead of waiting out the peer's timer.
+            self._send_control(FLAG_NAK)
 
     def _on_frame(self, buf: bytearray, length: int) -> None:
         now = self._now

@@ -202,8 +202,8 @@ class SimBoard:
         self.boots += 1
 
     # ----- power -----------------------------------------------------------------------------------
-    def power_cut(self) -> None:
-        """Cut the power now: the interpreter dies mid-instruction; motors stop; flash survives."""
+    def _kill(self) -> None:
+        """The board stops mid-instruction: motors stop, the flash keeps what was written."""
         with self._lock:
             proc = self._proc
             self._proc = None
@@ -211,6 +211,11 @@ class SimBoard:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
             self.mech.power_off()
+
+    def power_cut(self) -> None:
+        """Cut the power now."""
+        with self._lock:
+            self._kill()
             self.power_cuts += 1
 
     def power_on(self) -> None:
@@ -238,7 +243,7 @@ class SimBoard:
 
     def stop(self) -> None:
         self._stop.set()
-        self.power_cut()
+        self._kill()
         if self._server is not None:
             self._server.close()
         if self.wire is not None:
@@ -354,8 +359,7 @@ class SimBoard:
                     and time.monotonic() - self._wdt_last > self._wdt_timeout
                 )
                 if expired:
-                    self.power_cut()
-                    self.power_cuts -= 1
+                    self._kill()
                     self.watchdog_resets += 1
                     self._spawn(WDT_RESET)
                 elif proc is not None and proc.poll() is not None and self.auto_restart:

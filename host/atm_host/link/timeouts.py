@@ -11,8 +11,12 @@ from atm_wire.link import RTO_MAX
 # An acknowledge is sent at once, but the frame (or its answer) may need retransmissions: allow one
 # full backed-off retransmit interval (RTO_MAX, 5 s) plus a second.
 ACK_TIMEOUT_S = RTO_MAX / 1000 + 1.0
+# The completion frame can need retransmissions too: every completion deadline below is the work's
+# own duration plus this allowance (a 93-byte report crosses a line with 1% byte errors intact only
+# about one time in three).
+RETRANSMIT_ALLOWANCE_S = RTO_MAX / 1000 + 1.0
 
-# Completion deadlines, measured from sending the command, in seconds.
+# How long each command's work takes on the device, in seconds (the deadline adds the allowance).
 COMMAND_TIMEOUT_S: dict[str, float] = {
     "hello": 3.0,  # answered from RAM
     "status": 3.0,
@@ -39,10 +43,10 @@ DISPENSE_PER_NOTE_S = 0.5
 
 
 def dispense_timeout(notes: int) -> float:
-    """Completion deadline of a dispense of `notes` notes (40 notes: 30 s)."""
-    return COMMAND_TIMEOUT_S["dispense"] + DISPENSE_PER_NOTE_S * max(0, notes)
+    """Completion deadline of a dispense of `notes` notes (40 notes: 36 s)."""
+    return COMMAND_TIMEOUT_S["dispense"] + DISPENSE_PER_NOTE_S * max(0, notes) + RETRANSMIT_ALLOWANCE_S
 
 
 def command_timeout(name: str) -> float:
     """Completion deadline of any other command."""
-    return COMMAND_TIMEOUT_S[name]
+    return COMMAND_TIMEOUT_S[name] + RETRANSMIT_ALLOWANCE_S
