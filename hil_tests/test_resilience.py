@@ -213,3 +213,41 @@ def test_power_cut_at_every_step_of_a_dispense(tmp_path: Path, kind: str) -> Non
                 assert reported == got, f"step {k}: report says {reported}, customer has {got}"
     print(f"\n{kind} power cuts: {steps} cut points, report outcomes {outcomes}")
     assert outcomes.get("exact", 0) >= steps * 0.8, outcomes
+
+
+@pytest.mark.sim_only
+def test_firmware_hang_mid_dispense_watchdog_resets_and_reconciles(rig: Rig) -> None:
+    assert rig.board is not None
+    board = rig.board
+    txid, token = rig.token((20, 0, 0, 0))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            rig.client.dispense(token)
+        except (LinkError, DeviceReset, CommandFailed) as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 5
+    while board.mech.stacker < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    board.hang()  # a deadlock in the middle of picking: nobody feeds the watchdog any more
+    t.join(15)
+    assert errors, "the dispense cannot complete across a reset"
+    deadline = time.monotonic() + 15
+    while board.watchdog_resets == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert board.watchdog_resets == 1 and board.power_cuts == 0
+    rig.reconnect()
+    assert rig.client.counters()["watchdog_resets"] == 1
+    rep = rig.client.get_report(txid)
+    assert rep.flags & m.REPORT_FLAG_RECOVERED and rep.flags & m.REPORT_FLAG_FINAL
+    assert rep.present_status == m.PRESENT_NOT_PRESENTED and rep.presented == 0
+    assert rig.client.dispense(token).duplicate  # the host's retry moves nothing
+    s = board.mech.snapshot()
+    assert s["taken"] == 0 and s["stacker"] == 0 and s["in_path"] == 0
+    assert s["reject_bin"] == 200 - s["cassettes"][0]  # every picked note is in the reject bin
+    info = rig.client.cassette_info()
+    assert info.counts[0] == s["cassettes"][0] and info.reject_bin == s["reject_bin"]

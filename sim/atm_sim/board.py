@@ -218,6 +218,12 @@ class SimBoard:
             self._kill()
             self.power_cuts += 1
 
+    def hang(self) -> None:
+        """Freeze the interpreter (as a firmware deadlock would): only the watchdog can bring it back."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGSTOP)
+
     def power_on(self) -> None:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
