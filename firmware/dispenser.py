@@ -18,6 +18,7 @@ LOW_THRESHOLD = 20  # notes left in a cassette that raise a "low" threshold even
 RETRACT_TIMEOUT_DEFAULT = 30_000
 RETRACT_TIMEOUT_MIN = 1_000
 RETRACT_TIMEOUT_MAX = 120_000
+GUARD_POLL_MS = 100  # door and tamper switches: an alarm within 0.1 s is plenty, and costs two reads
 
 
 class Dispenser:
@@ -32,6 +33,8 @@ class Dispenser:
         self.fault = 0
         self.retract_timeout_ms = RETRACT_TIMEOUT_DEFAULT
         self._presented_at = 0
+        self._guard_at = 0
+        self._guard = 0  # last seen door (bit 0) and tamper (bit 1) state
         self.unit_status = [m.UNIT_OK, m.UNIT_OK, m.UNIT_OK, m.UNIT_OK]
         self._report = bytearray(auth.REPORT_SIZE)
         self.recovered = None  # txid reconciled at boot, announced once the link is up
@@ -85,10 +88,8 @@ class Dispenser:
         return 0 if tx is None else sum(tx.stacked)
 
     def _door_ok(self):
-        if self.mech.door_open() or self.mech.tampered():
-            self._emit("tamper", 1 if self.mech.door_open() else 0, 1 if self.mech.tampered() else 0)
-            return False
-        return True
+        """Motion only with the safe closed and the tamper loop whole (changes are reported by tick)."""
+        return not (self.mech.door_open() or self.mech.tampered())
 
     def _finish(self, present_status, flags):
         self.jr.end(present_status, flags | m.REPORT_FLAG_FINAL)
@@ -255,7 +256,8 @@ class Dispenser:
         return m.SUCCESS, r
 
     def tick(self):
-        """Called from the main loop: notes taken, or the present timeout."""
+        """Called from the main loop: door and tamper changes, notes taken, or the present timeout."""
+        self._watch_guard()
         if self.state != m.STATE_PRESENTED:
             return
         tx = self.jr.open_tx
@@ -267,6 +269,19 @@ class Dispenser:
             return
         if time.ticks_diff(time.ticks_ms(), self._presented_at) >= self.retract_timeout_ms:
             self._retract(tx)
+
+    def _watch_guard(self):
+        """Raise a tamper event on every change of the safe door or the tamper loop (checked every 100 ms)."""
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self._guard_at) < GUARD_POLL_MS:
+            return
+        self._guard_at = now
+        door = 1 if self.mech.door_open() else 0
+        tamper = 1 if self.mech.tampered() else 0
+        guard = door | (tamper << 1)
+        if guard != self._guard:
+            self._guard = guard
+            self._emit("tamper", door, tamper)
 
     def reject(self):
         """Empty the stacker into the reject bin (a dispense the host chose not to present)."""

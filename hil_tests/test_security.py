@@ -103,3 +103,21 @@ def test_black_box_random_frames_move_no_notes(rig: Rig) -> None:
     assert c["unknown_commands"] + c["malformed_commands"] + c["invalid_tokens"] > 0
     st = rig.client.status()
     assert st.state in (m.STATE_IDLE, m.STATE_FAULT)
+
+
+@pytest.mark.sim_only
+def test_door_and_tamper_raise_events_and_block_dispensing(rig: Rig) -> None:
+    assert rig.board is not None
+    with rig.client.event_queue() as events:
+        rig.board.mech.door_open = True
+        ev = events.wait_for(["tamper"], timeout=5)
+        assert ev.fields[0] == 1
+        with pytest.raises(CommandFailed) as exc:
+            rig.dispense((1, 0, 0, 0))
+        assert exc.value.code == m.DOOR_OPEN
+        rig.board.mech.door_open = False
+        rig.board.mech.tampered = True
+        ev = events.wait_for(["tamper"], timeout=5)
+        assert ev.fields == (0, 1)
+    assert rig.client.status().tamper
+    assert _notes_moved(rig) == 0
