@@ -1,0 +1,1 @@
+"""The operator console: watches the ATM fleet over MQTT and sends it signed remote commands."""

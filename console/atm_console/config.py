@@ -1,0 +1,63 @@
+"""The console's configuration (validated, extra="forbid", every option described)."""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BENCHMARK_AVAILABILITY = 0.9825  # industry benchmark for ATM availability (REFERENCE.md, Operations)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Thresholds(_Strict):
+    """When the console calls a cassette low or empty (on top of the status the ATM reports)."""
+
+    low_notes: int = Field(default=200, ge=0, le=65535, description="At or below this count: low.")
+    empty_notes: int = Field(default=20, ge=0, le=65535, description="At or below this count: empty.")
+    silent_s: float = Field(
+        default=35.0, gt=0, description="An online ATM with no message for this long is shown as silent."
+    )
+
+
+class LimitCaps(_Strict):
+    """The loosest limits an operator may push: one rule set everywhere (MISSION), never looser."""
+
+    per_withdrawal_yuan: int = Field(default=1000, ge=1, description="Cap of per_withdrawal_yuan.")
+    per_customer_day_yuan: int = Field(default=2000, ge=1, description="Cap of per_customer_day_yuan.")
+    per_account_total_yuan: int = Field(default=50000, ge=1, description="Cap of per_account_total_yuan.")
+    max_notes_per_dispense: int = Field(default=40, ge=1, description="Cap of max_notes_per_dispense.")
+
+
+class ConsoleConfig(_Strict):
+    """Everything `python -m atm_console serve` needs."""
+
+    broker_host: str = Field(default="127.0.0.1", description="MQTT broker host.")
+    broker_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port.")
+    mqtt_username: str | None = Field(default=None, description="MQTT user (the ACL's `console` user).")
+    mqtt_password: str | None = Field(default=None, description="MQTT password.")
+    mqtt_client_id: str = Field(default="atm-console", description="MQTT client id (one console per id).")
+    ca_file: str | None = Field(default=None, description="CA of the broker certificate (enables TLS).")
+    cert_file: str | None = Field(default=None, description="Console client certificate (CN=console).")
+    key_file: str | None = Field(default=None, description="Console client key.")
+    http_host: str = Field(default="127.0.0.1", description="Address the web console listens on.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the web console.")
+    db_path: Path = Field(default=Path("var/console.db"), description="SQLite: operators and audit trail.")
+    command_key: Path | None = Field(
+        default=None, description="Ed25519 PEM key that signs commands; without it commands are refused."
+    )
+    command_ttl_s: int = Field(default=60, ge=5, le=3600, description="A command expires after this.")
+    cookie_secure: bool = Field(
+        default=False, description="Mark the session cookie Secure (set it when served over HTTPS)."
+    )
+    session_idle_s: int = Field(default=1800, ge=60, description="A session ends after this idle time.")
+    thresholds: Thresholds = Field(default_factory=Thresholds, description="Cash thresholds.")
+    limit_caps: LimitCaps = Field(default_factory=LimitCaps, description="Loosest pushable limits.")
+    availability_bucket_s: int = Field(
+        default=3600, ge=1, description="Width of one availability bar (1 h; tests use seconds)."
+    )
+    availability_buckets: int = Field(default=48, ge=1, le=24 * 31, description="Bars kept per ATM.")
+    flush_s: float = Field(
+        default=0.1, gt=0, le=5, description="Browser updates are batched this often (coalesces telemetry)."
+    )
