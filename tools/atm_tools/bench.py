@@ -15,6 +15,7 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "vision": ("atm_tools.bench_vision", []),
     "bank": ("atm_tools.bench_bank", ["--atms", "1000", "--requests", "3000", "--workers", "1,2,4"]),
     "console": ("atm_tools.bench_console", []),
+    "journey": ("atm_tools.bench_journey", ["-n", "20"]),
 }
 
 

@@ -1,46 +1,608 @@
-"""`./atm demo`: a simulated board running the real firmware, and the host dispensing through it."""
+"""`./atm demo`: the whole ATM on this machine (broker, bank, board, host journey, screen) and a withdrawal.
+
+`LocalStack` starts everything the way a site would run it, but locally: a throwaway mosquitto, the bank
+service (`python -m atm_bank serve`, a real subprocess) with demo customers enrolled from face photos,
+the simulated board running the real firmware, the host's journey with a scene-generator camera, and the
+ATM screen. The end-to-end tests and the journey benchmark use the same stack.
+"""
 
 from __future__ import annotations
 
-import secrets
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
 
+import cv2
+import numpy as np
+from atm_bank import phone, signing
+from atm_bank.db import Cursor, open_database
+from atm_bank.registry import Template, enroll, provision_atm
+from atm_bank.schemas import Cassette
+from atm_host.banklink.client import BankLink
+from atm_host.banklink.outbox import Outbox
+from atm_host.banklink.settings import LinkSettings
+from atm_host.journey.cameras import ScriptedCamera
+from atm_host.journey.config import JourneyConfig
+from atm_host.journey.machine import TEMPLATE_VERSION, Journey, JourneyRecord
+from atm_host.journey.states import State
 from atm_host.link import DispenserClient
-from atm_host.link.signing import sign_dispense, sign_replenish, verify_report
+from atm_host.link.signing import sign_replenish
+from atm_host.vision.config import VisionConfig
+from atm_host.vision.frame import Frame
+from atm_host.vision.paths import shared_dir
+from atm_host.vision.pipeline import FacePipeline
 from atm_sim.board import SimBoard
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-DEMO_KEY = bytes(range(1, 33))  # a demo key, never used on a real device
+from atm_tools.mosquitto import Mosquitto, free_port
+
+ATM_ID = "ATM0001"
+DENOMS = (100, 50, 20, 10)
+ROOT = Path(__file__).resolve().parents[2]
+FACES = "data/faces/unaligned150"
+# A person of the dev set whose generated 50 cm frame passes passive liveness on every seed tried
+# (most photos pasted into a scene score 0.7-0.9 "uncertain": the ATM would ask for a blink).
+DEMO_PERSON = "John_Schneider"
+ENROL_IMAGE = "000288_00925786.jpg"  # the branch photo the bank enrols
+ATM_IMAGE = "000302_00925785.jpg"  # the customer at the ATM: another photo of the same person
+ATTACK_IMAGE = "models/minifasnet/image_F2.jpg"  # a real presentation-attack sample (photo of a photo)
 
 
-def main() -> int:
-    with SimBoard() as board:
-        board.mech.load([100, 100, 100, 100])
-        print(f"simulated board up: firmware in MicroPython, UART on {board.port}")
-        t0 = time.perf_counter()
-        with DispenserClient.connect(board.port, timeout=10) as client:
-            hello = client.hello()
-            dev = hello.device_id.hex()
-            print(f"hello: firmware {hello.firmware}, device {dev}, boot #{hello.boot_count}")
-            client.provision(DEMO_KEY)
-            nonce = client.get_nonce().nonce
-            client.replenish(sign_replenish(DEMO_KEY, hello.device_id, nonce, (100, 50, 20, 10), [100] * 4))
-            txid = secrets.token_bytes(16)
-            nonce = client.get_nonce().nonce
-            token = sign_dispense(DEMO_KEY, hello.device_id, nonce, txid, (4, 2, 0, 0))  # 500 yuan
-            with client.event_queue() as events:
-                res = client.dispense(token)
-                print(f"dispensed to the stacker: {res.stacked} (notes per cassette)")
-                print(f"presented: {client.present(txid)} notes")
-                board.mech.take()
-                events.wait_for(["items_taken"], txid=txid, timeout=10)
-            rep = client.get_report(txid)
-            ok = verify_report(DEMO_KEY, rep.raw)
-            print(f"signed report: presented {rep.presented}, retracted {rep.retracted}, MAC ok: {ok}")
-            print(f"customer holds {board.mech.taken} notes; cassettes now {board.mech.cassettes}")
-            print(f"whole withdrawal took {time.perf_counter() - t0:.2f} s")
-        return 0 if ok else 1
+@dataclass
+class Customer:
+    """A demo customer: bank identity, second-check numbers and the face the camera will see."""
+
+    customer_id: int
+    account_id: int
+    account_number: str
+    mobile: str
+    face: Frame | None = None  # pre-rendered camera frame of the face at 50 cm
+
+    @property
+    def account_digits(self) -> str:
+        return self.account_number[-4:]
+
+    @property
+    def mobile_digits(self) -> str:
+        return self.mobile[-4:]
+
+
+@dataclass
+class Proc:
+    """A subprocess this stack started (stopped by its own pid only)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class StackOptions:
+    """How to build the local stack."""
+
+    load: list[int] = field(default_factory=lambda: [200, 200, 200, 200])
+    journey: JourneyConfig = field(default_factory=JourneyConfig)
+    bank_config: dict[str, Any] = field(default_factory=dict[str, Any])
+    customers: int = 6
+    screen: bool = False
+    screen_port: int = 0
+    console: bool = False
+    threads: int = 2
+
+
+class LocalStack:
+    """Everything of one ATM and its bank on this machine; a context manager that stops what it started."""
+
+    def __init__(
+        self, workdir: Path, options: StackOptions | None = None, log: Callable[[str], None] = print
+    ) -> None:
+        self.dir = workdir
+        self.opt = options or StackOptions()
+        self.say = log
+        self.procs: list[Proc] = []
+        self.broker: Mosquitto | None = None
+        self.board: SimBoard | None = None
+        self.client: DispenserClient | None = None
+        self.link: BankLink | None = None
+        self.journey: Journey | None = None
+        self.screen: Any = None
+        self.console_url = ""
+        self.camera = ScriptedCamera()
+        self.customers: list[Customer] = []
+        self.attack_face: Frame | None = None
+        self.db_url = f"sqlite:///{workdir / 'bank.db'}"
+        self.signing_key: Ed25519PrivateKey | None = None
+        self.pipeline: FacePipeline | None = None
+        self.device_key = b""
+        self.startup_s: dict[str, float] = {}
+
+    # ----- start ------------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        self.broker = Mosquitto(self.dir / "broker")
+        self.broker.start()
+        self._lap("broker", t)
+        t = time.perf_counter()
+        self.pipeline = FacePipeline(VisionConfig(threads=self.opt.threads))
+        self._lap("vision models", t)
+        t = time.perf_counter()
+        self.board = SimBoard(workdir=self.dir / "board")
+        self.board.mech.load(list(self.opt.load))
+        self.board.start()
+        self.client = DispenserClient.connect(self.board.port, timeout=10)
+        self._lap("board", t)
+        t = time.perf_counter()
+        self._bank_setup()
+        self._start_bank()
+        self._lap("bank", t)
+        t = time.perf_counter()
+        self._start_host()
+        self._lap("host", t)
+        if self.opt.screen:
+            self._start_screen()
+        if self.opt.console:
+            self._start_console()
+        return self
+
+    def _lap(self, name: str, t0: float) -> None:
+        self.startup_s[name] = time.perf_counter() - t0
+
+    def _bank_setup(self) -> None:
+        assert self.client is not None and self.pipeline is not None
+        hello = self.client.hello()
+        key_path = self.dir / "bank-signing.pem"
+        self.signing_key = signing.load(key_path) if key_path.exists() else signing.generate(key_path)
+        db = open_database(self.db_url)
+        try:
+            self.device_key = provision_atm(db, ATM_ID, hello.device_id, list(DENOMS))
+        finally:
+            db.close()
+        if not self.client.status().provisioned:
+            self.client.provision(self.device_key)  # the PROVISION command: accepted once per MCU
+        nonce = self.client.get_nonce().nonce
+        token = sign_replenish(self.device_key, hello.device_id, nonce, DENOMS, list(self.opt.load))
+        self.client.replenish(token)
+        self._enrol_customers()
+        cfg: dict[str, Any] = {"manifest_path": str(ROOT / "models" / "manifest.json")}
+        cfg.update(self.opt.bank_config)
+        (self.dir / "bank.json").write_text(json.dumps(cfg))
+
+    def _photo(self, rel: str) -> Frame:
+        img = cv2.imread(str(shared_dir() / rel), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"face photo {shared_dir() / rel} missing (set ATM_SHARED)")
+        return np.asarray(img, dtype=np.uint8)
+
+    def _enrol_customers(self) -> None:
+        """Enrol demo customers with the template of a branch photo (as `atm_bank enroll` does)."""
+        assert self.pipeline is not None
+        pipe = self.pipeline
+        enrol = self._photo(f"{FACES}/{DEMO_PERSON}/{ENROL_IMAGE}")
+        at_atm = self._photo(f"{FACES}/{DEMO_PERSON}/{ATM_IMAGE}")
+        enrol_frame = self.camera.render_face(enrol, pipe.source_eye_px(enrol))
+        sample = pipe.sample(enrol_frame)
+        face_frame = self.camera.render_face(at_atm, pipe.source_eye_px(at_atm))
+        attack = self._photo(ATTACK_IMAGE)
+        self.attack_face = self.camera.render_face(attack, pipe.source_eye_px(attack))
+        template = Template(
+            pipe.config.embedder,
+            TEMPLATE_VERSION,
+            [float(x) for x in sample.embedding],
+            float(sample.quality.score),
+        )
+        (self.dir / "template.json").write_text(
+            json.dumps(
+                {
+                    "model_id": template.model_id,
+                    "template_version": template.template_version,
+                    "embedding": template.embedding,
+                    "quality": template.quality,
+                }
+            )
+        )
+        db = open_database(self.db_url)
+        try:
+            for i in range(self.opt.customers):
+                c = Customer(1000 + i, 5000 + i, f"62220200000{i:04d}0042", f"1380013{i:04d}", face_frame)
+                enroll(
+                    db,
+                    customer_id=c.customer_id,
+                    account_id=c.account_id,
+                    account_number=c.account_number,
+                    mobile=c.mobile,
+                    template=template,
+                )
+                self.customers.append(c)
+        finally:
+            db.close()
+
+    def _spawn(self, name: str, args: list[str]) -> Proc:
+        log = self.dir / f"{name}.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                [sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT)
+            )
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def _start_bank(self) -> None:
+        assert self.broker is not None
+        self._spawn(
+            "bank",
+            [
+                "-m",
+                "atm_bank",
+                "--db",
+                self.db_url,
+                "--config",
+                str(self.dir / "bank.json"),
+                "--signing-key",
+                str(self.dir / "bank-signing.pem"),
+                # `serve --workers N` supervises N of these; under `python -m` its spawn-based children fail
+                # to unpickle run_worker (reported to the bank's owner), so the demo runs one worker directly.
+                "worker",
+                "--index",
+                "0",
+                "--port",
+                str(self.broker.port),
+            ],
+        )
+
+    def _start_host(self) -> None:
+        assert self.broker is not None and self.client is not None and self.pipeline is not None
+        device = self.client.info.device_id.hex()
+        settings = LinkSettings(atm_id=ATM_ID, device_id=device, port=self.broker.port, retry_s=0.5)
+        cassettes = [Cassette(denomination=d, count=n) for d, n in zip(DENOMS, self.opt.load, strict=True)]
+        self.link = BankLink(settings, Outbox(self.dir / "outbox.db"), cassettes)
+        self.link.start()
+        if not self.link.wait_connected(10):
+            raise RuntimeError("the ATM's bank link did not connect to the broker")
+        deadline = time.monotonic() + 30
+        while self.link.fleet is None:  # the bank worker publishes the retained fleet config on connect
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no fleet config from the bank; see {self.dir / 'bank.log'}")
+            self._check_procs()
+            time.sleep(0.05)
+        self.journey = Journey(
+            self.opt.journey,
+            self.camera,
+            self.client,
+            self.link,
+            self.pipeline,
+            pending_path=self.dir / "pending.json",
+        )
+        self.journey.start()
+        self.journey.wait_state({State.IDLE}, 20)
+
+    def _start_screen(self) -> None:
+        assert self.journey is not None
+        from atm_host.screen.server import ScreenServer
+
+        self.screen = ScreenServer(self.journey, port=self.opt.screen_port or free_port())
+        self.screen.start()
+
+    def _start_console(self) -> None:
+        """The operators' console, when its package exists and starts (`python -m atm_console serve`)."""
+        assert self.broker is not None
+        try:
+            import atm_console  # noqa: F401  # pyright: ignore[reportUnusedImport]
+        except ImportError:
+            self.say("console: atm_console not installed; skipped")
+            return
+        port = free_port()
+        proc = self._spawn(
+            "console",
+            [
+                "-m",
+                "atm_console",
+                "serve",
+                "--broker-port",
+                str(self.broker.port),
+                "--http-port",
+                str(port),
+                "--db",
+                str(self.dir / "console.db"),
+            ],
+        )
+        time.sleep(1.5)
+        if proc.popen.poll() is not None:
+            self.say(f"console: did not start (see {proc.log}); skipped")
+            self.procs.remove(proc)
+            return
+        self.console_url = f"http://127.0.0.1:{port}/"
+
+    def _check_procs(self) -> None:
+        for p in self.procs:
+            if p.popen.poll() is not None:
+                tail = p.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{p.name} exited with {p.popen.returncode}:\n{tail}")
+
+    # ----- acting as the customer -------------------------------------------------------------------
+    def token(self, c: Customer, amount: int = 0) -> str:
+        """The phone app: a bank-signed withdrawal token (what `atm_bank issue-token` prints)."""
+        assert self.signing_key is not None
+        return phone.issue_token(
+            self.signing_key,
+            key_id=1,
+            customer_id=c.customer_id,
+            account_id=c.account_id,
+            amount_yuan=amount,
+            ttl_s=90,
+        )
+
+    def withdraw(
+        self,
+        c: Customer,
+        amount: int,
+        *,
+        take: bool = True,
+        face: Frame | None = None,
+        account_digits: str | None = None,
+        mobile_digits: str | None = None,
+        on_state: Callable[[State], None] | None = None,
+        timeout_s: float = 60.0,
+    ) -> JourneyRecord:
+        """Play one customer: show the QR, the face, type the digits and the amount, take the cash."""
+        j = self.journey
+        assert j is not None and self.board is not None
+        done = len(j.records)
+        j.wait_state({State.IDLE}, timeout_s)
+        self.camera.show_phone(self.token(c))
+        snap = j.wait_state({State.FACE, State.END}, timeout_s)
+        if snap.state is State.FACE:
+            frame = face if face is not None else c.face
+            assert frame is not None
+            self.camera.show_frame(frame, "face")
+            snap = j.wait_state({State.SECOND_CHECK, State.END}, timeout_s)
+            self.camera.show_nothing()
+        if snap.state is State.SECOND_CHECK:
+            if on_state:
+                on_state(State.SECOND_CHECK)
+            j.type(account_digits or c.account_digits)
+            j.type(mobile_digits or c.mobile_digits)
+            snap = j.wait_state({State.AMOUNT, State.END}, timeout_s)
+        if snap.state is State.AMOUNT:
+            if on_state:
+                on_state(State.AMOUNT)
+            j.type(str(amount))
+            snap = j.wait_state({State.PRESENT, State.END}, timeout_s)
+        if snap.state is State.PRESENT and take:
+            self.take_cash()
+        self.camera.show_nothing()
+        return j.wait_records(done + 1, timeout_s + self.opt.journey.retract_timeout_ms / 1000)[done]
+
+    def take_cash(self, timeout_s: float = 20.0) -> None:
+        """The customer takes the notes as soon as the shutter is open."""
+        assert self.board is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.board.mech.take():
+                return
+            time.sleep(0.01)
+
+    # ----- looking at the bank ----------------------------------------------------------------------
+    def ledger(self, txid: str) -> list[tuple[str, str, int]]:
+        """The bank's journal entries of a transaction: (kind, ledger account, amount)."""
+
+        def fn(cur: Cursor) -> list[tuple[str, str, int]]:
+            sql = "SELECT kind, ledger_account, amount FROM journal WHERE txid = ? ORDER BY id"
+            rows = cur.q(sql, [txid])
+            return [(str(k), str(a), int(v)) for k, a, v in rows]
+
+        return self._bank_query(fn)
+
+    def txn_state(self, txid: str) -> str:
+        def fn(cur: Cursor) -> str:
+            rows = cur.q("SELECT state FROM txns WHERE txid = ?", [txid])
+            return str(rows[0][0]) if rows else ""
+
+        return self._bank_query(fn)
+
+    def wait_txn_state(self, txid: str, states: set[str], timeout_s: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.txn_state(txid)
+            if state in states:
+                return state
+            time.sleep(0.05)
+        return state
+
+    def _bank_query(self, fn: Callable[[Cursor], Any]) -> Any:
+        db = open_database(self.db_url)
+        try:
+            return db.run(fn)
+        finally:
+            db.close()
+
+    # ----- stop -------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop everything this stack started, newest first; each part by its own handle or pid."""
+        steps: list[tuple[str, Callable[[], None]]] = []
+        if self.screen is not None:
+            steps.append(("screen", self.screen.stop))
+        if self.journey is not None:
+            steps.append(("journey", self.journey.stop))
+        if self.link is not None:
+            steps.append(("bank link", self.link.stop))
+        for p in reversed(self.procs):
+            steps.append((p.name, lambda p=p: _terminate(p.popen)))
+        if self.client is not None:
+            steps.append(("dispenser link", self.client.close))
+        if self.board is not None:
+            steps.append(("board", self.board.stop))
+        if self.broker is not None:
+            steps.append(("broker", self.broker.stop))
+        for name, fn in steps:
+            try:
+                fn()
+            except Exception as exc:
+                self.say(f"stopping {name}: {exc}")
+        self.procs.clear()
+
+    def __enter__(self) -> LocalStack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _terminate(popen: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+# ----- the demo -------------------------------------------------------------------------------------
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:7.1f} ms"
+
+
+def _summary(stack: LocalStack, rec: JourneyRecord, title: str) -> list[str]:
+    t = rec.timings
+    lines = [
+        f"== {title} ==",
+        f"outcome: {rec.outcome} ({rec.reason or 'ok'}); amount {rec.amount} yuan; notes per cassette "
+        f"{list(rec.notes) or '-'}; presented {rec.presented}, retracted {rec.retracted}",
+    ]
+    if rec.txid:
+        state = stack.wait_txn_state(rec.txid, {"debited", "reversed"})
+        lines.append(f"txid {rec.txid}; bank ledger: {state}")
+        lines += [f"   {kind:8s} {acct:22s} {amt:+6d}" for kind, acct, amt in stack.ledger(rec.txid)]
+    lines += [
+        "timings (machine time, the person's own time excluded):",
+        f"   QR decode        {_fmt_ms(t.get('qr_decode_ms'))}",
+        f"   token check      {_fmt_ms(t.get('token_check_ms'))}",
+        f"   face + liveness  {_fmt_ms(t.get('face_ms'))}",
+        f"   MCU nonce        {_fmt_ms(t.get('nonce_ms'))}",
+        f"   bank authorize   {_fmt_ms(t.get('authorize_ms'))}",
+        f"   QR in view -> bank approval: {_fmt_ms(t.get('machine_qr_to_approval_ms'))} "
+        f"(person: {_fmt_ms(t.get('person_ms'))}; wall {_fmt_ms(t.get('wall_qr_to_approval_ms'))})",
+        f"   dispense {_fmt_ms(t.get('dispense_ms'))}, present {_fmt_ms(t.get('present_ms'))}",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start everything, walk a withdrawal (and the chosen failure), print a summary; Ctrl-C stops all."""
+    parser = argparse.ArgumentParser(prog="./atm demo", description=__doc__)
+    parser.add_argument("--retract", action="store_true", help="the customer does not take the cash")
+    parser.add_argument("--attack", action="store_true", help="a presentation attack (photo) at the camera")
+    parser.add_argument("--limit-breach", action="store_true", help="ask for more than the daily limit")
+    parser.add_argument("--abuse-burst", action="store_true", help="a script hammering one customer's tokens")
+    parser.add_argument("--stay", action="store_true", help="keep running after the walk-through (Ctrl-C)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where logs and databases go")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    workdir = args.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / f"atm-demo-{os.getpid()}"
+    retract_ms = 5000 if args.retract else 30000
+    opts = StackOptions(
+        journey=JourneyConfig.model_validate(
+            {"retract_timeout_ms": retract_ms, "timeouts": {"outcome_s": 1.0}}
+        ),
+        screen=True,
+        console=True,
+    )
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # the with-block below stops everything on the way out
+
+    signal.signal(signal.SIGTERM, on_term)
+    print(f"starting the local ATM in {workdir} ...", flush=True)
+    try:
+        with LocalStack(workdir, opts) as stack:
+            return _walk(stack, args, stop)
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything the demo started is stopped")
+        return 130
+
+
+def _walk(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) -> int:
+    assert stack.board is not None and stack.client is not None and stack.journey is not None
+    up = ", ".join(f"{k} {v:.1f} s" for k, v in stack.startup_s.items())
+    print(f"up: {up}")
+    print(f"  broker    mqtt://127.0.0.1:{stack.broker.port if stack.broker else 0}")
+    print(f"  board     real firmware in MicroPython, UART {stack.board.port}")
+    print(f"            cassettes {list(DENOMS)} yuan: {stack.board.mech.cassettes} notes")
+    if stack.screen is not None:
+        print(f"  screen    {stack.screen.url}  (open it in a browser)")
+    print(f"  console   {stack.console_url or 'not available'}")
+    c = stack.customers[0]
+    before = list(stack.board.mech.cassettes)
+    print(
+        f"customer {c.customer_id}: phone shows a QR token; face at 50 cm; digits {c.account_digits}/"
+        f"{c.mobile_digits}; 500 yuan"
+    )
+    rec = stack.withdraw(c, 500, take=not args.retract)
+    lines = _summary(stack, rec, "withdrawal" + (" (not taken: retracted)" if args.retract else ""))
+    snap = stack.board.mech.snapshot()
+    lines.append(
+        f"board: cassettes {before} -> {snap['cassettes']}; customer holds {snap['taken']} notes; "
+        f"retract bin {snap['retract_bin']}"
+    )
+    ok = rec.outcome == ("retracted" if args.retract else "paid")
+    if args.attack:
+        rec2 = stack.withdraw(stack.customers[1], 500, face=stack.attack_face)
+        lines += _summary(stack, rec2, "presentation attack (a photo at the camera)")
+        ok = ok and rec2.outcome == "attack"
+    if args.limit_breach:
+        c3 = stack.customers[2]
+        gap = float(stack.opt.bank_config.get("abuse", {}).get("min_interval_s", 10.0))
+        first = stack.withdraw(c3, 1000)
+        print(f"limit breach: waiting out the bank's {gap:g} s minimum interval between attempts", flush=True)
+        time.sleep(gap)
+        second = stack.withdraw(c3, 1000)
+        time.sleep(gap)
+        third = stack.withdraw(c3, 500)
+        title = f"limit breach: 1000 ({first.outcome}) + 1000 ({second.outcome}) + 500"
+        lines += _summary(stack, third, title)
+        ok = ok and third.outcome == "limit"
+    if args.abuse_burst:
+        lines += _abuse(stack)
+    print("\n".join(lines), flush=True)
+    if args.stay:
+        print("running; Ctrl-C stops everything")
+        while not stop.wait(0.5):
+            pass
+    return 0 if ok else 1
+
+
+def _abuse(stack: LocalStack) -> list[str]:
+    """A script replaying fresh tokens of one customer as fast as it can (the 1-won lesson)."""
+    c = stack.customers[3]
+    outcomes: list[str] = []
+    for _ in range(6):
+        rec = stack.withdraw(c, 100, account_digits="0000")
+        outcomes.append(f"{rec.outcome}/{rec.reason}")
+    return ["== abuse burst: 6 attempts with wrong digits, one customer ==", *[f"   {o}" for o in outcomes]]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
