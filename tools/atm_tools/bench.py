@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
+
+from atm_tools.bench_link import machine
+from atm_tools.benchrows import Row, as_dicts, drain
 
 # Component name -> module with main(argv) -> int. Quick arguments keep the whole run to minutes.
 BENCHES: dict[str, tuple[str, list[str]]] = {
@@ -22,12 +27,15 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="atm bench", description=__doc__)
     ap.add_argument("only", nargs="*", help=f"components, any of {sorted(BENCHES)} (default: all)")
+    ap.add_argument("--json", type=Path, default=Path("reports/bench.json"), help="where the table goes")
     args = ap.parse_args(argv)
     chosen = cast(list[str], args.only) or list(BENCHES)
     unknown = [c for c in chosen if c not in BENCHES]
     if unknown:
         ap.error(f"unknown component(s) {unknown}; choose from {sorted(BENCHES)}")
     status = 0
+    rows: list[Row] = []
+    drain()
     for name in chosen:
         module_name, bench_args = BENCHES[name]
         try:
@@ -40,8 +48,23 @@ def main(argv: list[str] | None = None) -> int:
         run = cast(Callable[[list[str]], int], module.main)
         rc = run(bench_args)
         print(f"### {name}: exit {rc}, {time.monotonic() - t0:.0f} s", flush=True)
+        rows += drain()
         status = status or rc
+    print_table(rows)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": machine(), "rows": as_dicts(rows)}, indent=1))
+    print(f"written: {args.json}")
     return status
+
+
+def print_table(rows: list[Row]) -> None:
+    """One table for every component: median and p95 (a rate has no p95), machine described."""
+    print(f"\n## all benchmarks — machine: {machine()}")
+    print("| component | measure | median | p95 | unit | note |")
+    print("|---|---|---:|---:|---|---|")
+    for r in rows:
+        p95 = "" if r.p95 is None else f"{r.p95:.2f}"
+        print(f"| {r.component} | {r.measure} | {r.median:.2f} | {p95} | {r.unit} | {r.note} |")
 
 
 if __name__ == "__main__":

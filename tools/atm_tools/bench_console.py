@@ -27,6 +27,7 @@ from atm_bank import topics
 from atm_bank.schemas import Birth, Cassette, Event, Telemetry
 from paho.mqtt.enums import CallbackAPIVersion
 
+from atm_tools.benchrows import record
 from atm_tools.mosquitto import Mosquitto, free_port
 
 DENOMS = (100, 50, 20, 10)
@@ -273,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                 max(vals or [0]),
             )
             print(f"{name:<38}{med:>10.1f}{p95:>10.1f}{mx:>10.1f}  {note}")
+            record("console", name, med, p95, "", note)
+        record("console", "burst ingest", burst_rate, None, "msg/s", f"{a.burst} telemetry messages")
         print(
             f"burst ingest: {burst_rate:.0f} msg/s ({a.burst} telemetry messages as fast as 4 publishers go)"
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 from atm_host.journey.config import JourneyConfig
 
 from atm_tools.bench_link import machine
+from atm_tools.benchrows import record
 from atm_tools.demo import LocalStack, StackOptions
 
 ROWS = (
@@ -67,6 +68,7 @@ def table(samples: list[dict[str, float]]) -> str:
         vals = [s[key] for s in samples if key in s]
         if vals:
             lines.append(f"{label:56s} {statistics.median(vals):9.1f} {_pct(vals, 0.95):9.1f}")
+            record("journey", label, statistics.median(vals), _pct(vals, 0.95), "ms")
     total = [s["machine_qr_to_approval_ms"] for s in samples]
     p95 = _pct(total, 0.95)
     verdict = "met" if p95 <= TARGET_P95_MS else "NOT met"

@@ -17,6 +17,8 @@ from atm_host.link import DispenserClient
 from atm_host.link.signing import sign_dispense, sign_replenish
 from atm_sim.board import SimBoard
 
+from atm_tools.benchrows import record
+
 KEY = bytes(range(7, 39))
 DENOMS = (100, 50, 20, 10)
 
@@ -100,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--notes", type=int, default=40, help="notes per dispense for the time-per-note row")
     args = ap.parse_args(argv)
     rows: list[tuple[str, str, str, str]] = []
+
+    def add(measure: str, median: float, p95: float | None, unit: str, note: str = "") -> None:
+        shown_p95 = note if p95 is None else f"{p95:.2f}"
+        rows.append((measure, f"{median:.2f}", shown_p95, unit))
+        record("link", measure, median, p95, unit, note)
+
     heap_peak = 0
     with tempfile.TemporaryDirectory() as tmp:
         for baud in (None, 115200, 921600):
@@ -109,29 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                 with DispenserClient.connect(board.port, timeout=10) as client:
                     _setup(client, 2000)
                     rt = round_trips(client, args.round_trips)
-                    rows.append(
-                        (
-                            f"status round trip, {label}",
-                            f"{statistics.median(rt):.2f}",
-                            f"{_pct(rt, 0.95):.2f}",
-                            "ms",
-                        )
-                    )
+                    add(f"status round trip, {label}", statistics.median(rt), _pct(rt, 0.95), "ms")
                     if baud is not None:
                         cps, share = throughput(client, board, args.seconds)
-                        rows.append(
-                            (f"throughput, {label}", f"{cps:.0f} cmd/s", f"{share * 100:.0f}% of wire", "")
-                        )
+                        add(f"throughput, {label}", cps, None, "cmd/s", f"{share * 100:.0f}% of wire")
                     else:
                         pn = per_note(client, args.notes, 5)
-                        rows.append(
-                            (
-                                f"dispense, per note ({args.notes}-note bundles)",
-                                f"{statistics.median(pn):.1f}",
-                                f"{_pct(pn, 0.95):.1f}",
-                                "ms",
-                            )
-                        )
+                        add(f"dispense, per note ({args.notes}-note bundles)", statistics.median(pn),
+                            _pct(pn, 0.95), "ms")  # fmt: skip
                     heap_peak = max(heap_peak, client.counters()["heap_peak"])
     print(f"dispenser link benchmark — machine: {machine()}")
     print("firmware: real MicroPython unix port, -X heapsize=192K, simulated board (mechanics in sim time)")
@@ -139,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, med, p95, unit in rows:
         print(f"{name:<44} {med:>14} {p95:>16} {unit}")
     print(f"{'firmware live heap peak (after gc)':<44} {heap_peak:>14} {'of 196608':>16} bytes")
+    record("link", "firmware live heap peak (after gc)", heap_peak, None, "bytes", "of a 192 KiB heap")
     return 0
 
 

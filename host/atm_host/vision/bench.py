@@ -31,6 +31,15 @@ STAGES = ("detect", "align", "quality", "embed", "liveness")
 PI4_FACTOR, PI4_BOUND = 4.0, 6.0
 
 
+def _record(component: str, measure: str, median: float, p95: float, unit: str, note: str = "") -> None:
+    """Feed `./atm bench`'s combined table when the tools package is installed beside the host."""
+    try:
+        from atm_tools.benchrows import record
+    except ImportError:  # the host deployed alone: its own printout is the result
+        return
+    record(component, measure, median, p95, unit, note)
+
+
 def machine() -> str:
     """CPU model, core count, OS and the versions that matter."""
     cpu = platform.processor() or "unknown CPU"
@@ -96,6 +105,7 @@ def bench_faces(frames_per_res: int, threads_list: list[int], out: Callable[[str
             cells = "  ".join("{:6.2f}/{:6.2f}".format(*_stats(times[k])) for k in times)
             out(f"{f'{width}x{height}':9} {threads:>3}  {cells}")
             med, p95 = _stats(times["total"])
+            _record("vision", f"face pipeline total, {width}x{height}, {threads} thr", med, p95, "ms")
             pi_rows.append(
                 f"{width}x{height} {threads} thr: {med:.1f} ms here -> Pi 4 about {med * PI4_FACTOR:.0f} ms "
                 f"(p95 {p95 * PI4_FACTOR:.0f}, worst-case factor {PI4_BOUND:g}: {p95 * PI4_BOUND:.0f} ms)"
@@ -153,6 +163,9 @@ def bench_qr(count: int, out: Callable[[str], None]) -> None:
                 ok += good
             med, p95 = _stats(ms)
             out(f"{f'{width}x{height}':9} {name:10} {ok / count * 100:6.1f}% {med:10.2f} {p95:8.2f}")
+            _record(
+                "vision", f"QR decode {name}, {width}x{height}", med, p95, "ms", f"{ok / count:.0%} decoded"
+            )
 
 
 def qr_sweep(count: int, out: Callable[[str], None]) -> None:
