@@ -10,59 +10,21 @@ import time
 from pathlib import Path
 
 from . import ledger, signing
-from .broker import BrokerSettings
 from .config import load_config
-from .core import Bank
 from .db import Cursor, open_database
 from .errors import BankError
 from .phone import issue_token, render
 from .registry import Template, enroll, provision_atm
-from .service import BankWorker
 from .settle import Settler
-
-
-def _broker(args: argparse.Namespace) -> BrokerSettings:
-    return BrokerSettings(
-        host=args.host,
-        port=args.port,
-        username=args.username,
-        password=args.password,
-        ca_file=args.ca,
-        cert_file=args.cert,
-        key_file=args.key,
-    )
-
-
-def _exit_now(signum: int, frame: object) -> None:
-    sys.exit(0)
-
-
-def run_worker(index: int, args: argparse.Namespace) -> None:
-    """Body of one worker process."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(message)s")
-    cfg = load_config(args.config)
-    key = signing.load(args.signing_key)
-    pub = {args.key_id: key.public_key()}
-    db = open_database(args.db)
-    worker = BankWorker(
-        f"{args.name}-{index}",
-        _broker(args),
-        Bank(db, cfg, pub),
-        Settler(db),
-        fleet=signing.fleet_config(cfg, pub),
-    )
-    signal.signal(signal.SIGTERM, _exit_now)
-    worker.start()
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        worker.stop()
+from .workers import run_worker
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run N worker processes and restart any that dies (same client id: its queued messages come back)."""
     ctx = multiprocessing.get_context("spawn")
+    # The children get the options only: the sub-command's function lives in __main__, which a spawned
+    # child cannot import by name.
+    args = argparse.Namespace(**{k: v for k, v in vars(args).items() if not callable(v)})
     procs = {i: ctx.Process(target=run_worker, args=(i, args), daemon=True) for i in range(args.workers)}
     for p in procs.values():
         p.start()

@@ -1,6 +1,7 @@
 """Attempt counters, minimum intervals, escalating lockouts and once-a-day alarms (the 1-won lesson)."""
 
 import os
+from dataclasses import dataclass, field
 
 from .config import Abuse
 from .db import Cursor
@@ -11,14 +12,48 @@ Scope = str  # "customer" | "account" | "atm"
 
 def bump_attempt(cur: Cursor, scope: Scope, subject: str, day: int, now_ms: int) -> int:
     """Count one attempt; return the day's count including it."""
-    cur.x(
+    row = cur.one(
         "INSERT INTO attempts (scope, subject, day, count, last_ms, rate_violations) VALUES (?,?,?,1,?,0) "
         "ON CONFLICT (scope, subject, day) DO UPDATE SET count = attempts.count + 1, "
-        "last_ms = excluded.last_ms",
+        "last_ms = excluded.last_ms RETURNING count",
         (scope, subject, day, now_ms),
     )
-    row = cur.one("SELECT count FROM attempts WHERE scope=? AND subject=? AND day=?", (scope, subject, day))
     return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the abuse rules know about a customer and account before a decision (two reads)."""
+
+    locked_until: dict[Scope, int] = field(default_factory=dict[Scope, int])
+    failures: dict[Scope, int] = field(default_factory=dict[Scope, int])
+    attempts_today: int = 0
+    last_attempt_ms: int | None = None
+
+
+def standing(cur: Cursor, customer: str, account: str, day: int) -> Standing:
+    """Lockouts of the customer and the account, the customer's attempts today and last attempt time.
+
+    The same values as locked_until(), attempts_today() and last_attempt_ms() (today or yesterday).
+    """
+    locked: dict[Scope, int] = {}
+    failures: dict[Scope, int] = {}
+    for scope, until, fails in cur.q(
+        "SELECT scope, until_ms, failures FROM lockouts "
+        "WHERE (scope='customer' AND subject=?) OR (scope='account' AND subject=?)",
+        (customer, account),
+    ):
+        locked[str(scope)], failures[str(scope)] = int(until), int(fails)
+    today = 0
+    last: int | None = None
+    for d, count, last_ms in cur.q(
+        "SELECT day, count, last_ms FROM attempts WHERE scope='customer' AND subject=? AND day IN (?, ?)",
+        (customer, day, day - 1),
+    ):
+        if int(d) == day:
+            today = int(count)
+        last = int(last_ms) if last is None else max(last, int(last_ms))
+    return Standing(locked, failures, today, last)
 
 
 def attempts_today(cur: Cursor, scope: Scope, subject: str, day: int) -> int:
@@ -38,13 +73,11 @@ def last_attempt_ms(cur: Cursor, scope: Scope, subject: str, day: int) -> int | 
 
 def note_rate_violation(cur: Cursor, scope: Scope, subject: str, day: int, now_ms: int) -> int:
     """Count one too-frequent attempt; return the day's count."""
-    cur.x(
-        "INSERT INTO attempts (scope, subject, day, count, last_ms, rate_violations) VALUES (?,?,?,0,0,1) "
-        "ON CONFLICT (scope, subject, day) DO UPDATE SET rate_violations = attempts.rate_violations + 1",
-        (scope, subject, day),
-    )
     row = cur.one(
-        "SELECT rate_violations FROM attempts WHERE scope=? AND subject=? AND day=?", (scope, subject, day)
+        "INSERT INTO attempts (scope, subject, day, count, last_ms, rate_violations) VALUES (?,?,?,0,0,1) "
+        "ON CONFLICT (scope, subject, day) DO UPDATE SET rate_violations = attempts.rate_violations + 1 "
+        "RETURNING rate_violations",
+        (scope, subject, day),
     )
     return int(row[0]) if row else 0
 

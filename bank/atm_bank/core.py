@@ -4,7 +4,7 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from atm_wire.auth import sign_dispense  # pyright: ignore[reportUnknownVariableType]
@@ -33,6 +33,7 @@ class Decision:
     response: AuthResponse
     alarms: list[ConsoleAlarm] = field(default_factory=list[ConsoleAlarm])
     fresh: bool = True
+    response_json: str = ""  # the response as stored and sent (serialised once)
 
 
 @dataclass
@@ -85,13 +86,25 @@ class Bank:
     # ----- authorization --------------------------------------------------------------------------
     def authorize(self, req: AuthRequest, topic_atm: str) -> Decision:
         """Decide one request atomically; a repeated request_id gets the stored answer, nothing more."""
+        return self.db.run(self.decider(req, topic_atm))
+
+    def authorize_many(self, items: Sequence[tuple[AuthRequest, str]]) -> list[Decision | Exception]:
+        """Decide several requests in one transaction (group commit), each atomic in its own savepoint.
+
+        Nothing is answered before the commit: the caller publishes the decisions only after this returns.
+        """
+        return self.db.run_batch([self.decider(req, atm) for req, atm in items])
+
+    def decider(self, req: AuthRequest, topic_atm: str) -> Callable[[Cursor], Decision]:
+        """The body of one authorization, to run inside a transaction."""
         now = self.clock()
         now_ms = int(now * 1000)
 
         def fn(cur: Cursor) -> Decision:
             row = cur.one("SELECT response FROM requests WHERE request_id=?", (req.request_id,))
             if row is not None:
-                return Decision(AuthResponse.model_validate_json(str(row[0])), fresh=False)
+                stored = str(row[0])
+                return Decision(AuthResponse.model_validate_json(stored), fresh=False, response_json=stored)
             ctx = _Ctx(
                 cur, req, topic_atm, now, now_ms, business_day(now_ms, self.cfg.limits.day_utc_offset_hours)
             )
@@ -99,13 +112,14 @@ class Bank:
                 response = self._decide(ctx)
             except _DeclineError as d:
                 response = decline(req.request_id, d.reason, d.retry_after_s)
+            text = response.model_dump_json()
             cur.x(
                 "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
-                (req.request_id, topic_atm, response.model_dump_json(), now_ms),
+                (req.request_id, topic_atm, text, now_ms),
             )
-            return Decision(response, ctx.alarms)
+            return Decision(response, ctx.alarms, response_json=text)
 
-        return self.db.run(fn)
+        return fn
 
     def _decide(self, ctx: _Ctx) -> AuthResponse:
         cfg, cur, req = self.cfg, ctx.cur, ctx.req
@@ -122,22 +136,27 @@ class Bank:
         ):
             self._alarm(ctx, "attempts_exceeded", "atm", ctx.topic_atm)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
-        self._precheck(ctx, req.qr_token)
         try:
-            token = qrtoken.verify(req.qr_token, self.token_keys, ctx.now, cfg.tokens.clock_skew_s)
+            decoded = qrtoken.decode(
+                req.qr_token
+            )  # parsed once: the precheck and the signature check share it
+        except TokenError as exc:
+            raise _DeclineError(Reason.TOKEN_FORGED) from exc
+        state = self._precheck(ctx, decoded[0])
+        try:
+            token = qrtoken.check(*decoded, self.token_keys, ctx.now, cfg.tokens.clock_skew_s)
         except TokenError as exc:
             expired = exc.reason == qrtoken.EXPIRED
             raise _DeclineError(Reason.TOKEN_EXPIRED if expired else Reason.TOKEN_FORGED) from exc
         customer, account = str(token.customer_id), str(token.account_id)
         self._check_rate(ctx, customer, account)
         # Single use: the nonce is spent by the first attempt that reaches this point, whatever its outcome.
-        nonce = token.nonce.hex()
-        if cur.one("SELECT 1 FROM used_nonces WHERE nonce=?", (nonce,)) is not None:
+        if not cur.x(
+            "INSERT INTO used_nonces (nonce, request_id, at_ms) VALUES (?,?,?) "
+            "ON CONFLICT (nonce) DO NOTHING",
+            (token.nonce.hex(), req.request_id, ctx.now_ms),
+        ):
             raise _DeclineError(Reason.TOKEN_REPLAYED)
-        cur.x(
-            "INSERT INTO used_nonces (nonce, request_id, at_ms) VALUES (?,?,?)",
-            (nonce, req.request_id, ctx.now_ms),
-        )
         record = load_customer(cur, token.customer_id, token.account_id)
         if record is None:
             raise _DeclineError(Reason.UNKNOWN_ACCOUNT)
@@ -150,54 +169,40 @@ class Bank:
                     if until:
                         self._alarm(ctx, "lockout", scope, subject, f"locked until {until} ms")
             raise _DeclineError(reason)
-        abuse.register_success(cur, "customer", customer)
-        abuse.register_success(cur, "account", account)
+        for scope, subject in (("customer", customer), ("account", account)):
+            if state.failures.get(scope):  # nothing to reset when there is no failure on record
+                abuse.register_success(cur, scope, subject)
         notes = self._check_amount(ctx, atm, token)
         return self._approve(ctx, atm, token, notes)
 
-    def _precheck(self, ctx: _Ctx, text: str) -> None:
+    def _precheck(self, ctx: _Ctx, claimed: qrtoken.WithdrawalToken) -> abuse.Standing:
         """Before the costly signature check: is the customer the token names locked or too quick?
 
         Read-only for the customer (an unverified token changes nothing of theirs); a too-quick attempt
         is counted against the ATM it came from, whose identity the broker vouches for. Under a flood
-        this turns most attempts away without any public-key work.
+        this turns most attempts away without any public-key work. Returns what it read, which the
+        rest of the decision reuses (nothing changes it before then: the signature check is pure).
         """
-        try:
-            claimed = qrtoken.decode(text)[0]
-        except TokenError:
-            return  # the full check below answers with the right reason
         cur, now_ms = ctx.cur, ctx.now_ms
-        for scope, subject in (("customer", str(claimed.customer_id)), ("account", str(claimed.account_id))):
-            until = abuse.locked_until(cur, scope, subject)
+        state = abuse.standing(cur, str(claimed.customer_id), str(claimed.account_id), ctx.day)
+        for scope in ("customer", "account"):
+            until = state.locked_until.get(scope, 0)
             if until > now_ms:
                 raise _DeclineError(Reason.LOCKED_OUT, (until - now_ms + 999) // 1000)
-        if abuse.attempts_today(cur, "customer", str(claimed.customer_id), ctx.day) >= (
-            self.cfg.abuse.max_attempts_customer_day
-        ):
+        if state.attempts_today >= self.cfg.abuse.max_attempts_customer_day:
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
-        last = abuse.last_attempt_ms(cur, "customer", str(claimed.customer_id), ctx.day)
+        last = state.last_attempt_ms
         min_ms = self.cfg.abuse.min_interval_s * 1000
         if last is not None and now_ms - last < min_ms:
             n = abuse.note_rate_violation(cur, "atm", ctx.topic_atm, ctx.day, now_ms)
             if n >= self.cfg.abuse.alarm_rate_violations:
                 self._alarm(ctx, "rate_violations", "atm", ctx.topic_atm)
             raise _DeclineError(Reason.TOO_FREQUENT, int(min_ms - (now_ms - last) + 999) // 1000)
+        return state
 
     def _check_rate(self, ctx: _Ctx, customer: str, account: str) -> None:
+        """Count the verified customer's and account's attempts (lockouts and interval: _precheck)."""
         cfg, cur, now_ms = self.cfg.abuse, ctx.cur, ctx.now_ms
-        for scope, subject in (("customer", customer), ("account", account)):
-            until = abuse.locked_until(cur, scope, subject)
-            if until > now_ms:
-                raise _DeclineError(Reason.LOCKED_OUT, (until - now_ms + 999) // 1000)
-        last = abuse.last_attempt_ms(cur, "customer", customer, ctx.day)
-        if last is not None and now_ms - last < cfg.min_interval_s * 1000:
-            if (
-                abuse.note_rate_violation(cur, "customer", customer, ctx.day, now_ms)
-                >= cfg.alarm_rate_violations
-            ):
-                self._alarm(ctx, "rate_violations", "customer", customer)
-            wait = int(cfg.min_interval_s * 1000 - (now_ms - last) + 999) // 1000
-            raise _DeclineError(Reason.TOO_FREQUENT, wait)
         n_customer = abuse.bump_attempt(cur, "customer", customer, ctx.day, now_ms)
         n_account = abuse.bump_attempt(cur, "account", account, ctx.day, now_ms)
         if n_customer > cfg.max_attempts_customer_day:

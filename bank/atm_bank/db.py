@@ -1,5 +1,7 @@
 """The bank database: one SQL schema on SQLite (WAL, default) or PostgreSQL (production), atomic runs."""
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -66,7 +68,31 @@ class Database(Protocol):
     kind: str
 
     def run(self, fn: Callable[[Cursor], T]) -> T: ...
+    def run_batch(self, fns: Sequence[Callable[[Cursor], T]]) -> list[T | Exception]: ...
     def close(self) -> None: ...
+
+
+def _savepoints(
+    cur: "Cursor",
+    fns: Sequence[Callable[[Cursor], T]],
+    on_error: type[Exception] | tuple[type[Exception], ...],
+) -> list[T | Exception]:
+    """Run each fn inside its own SAVEPOINT: a failing one is rolled back alone and returned as its result.
+
+    Exceptions of the on_error types (backend conflicts that invalidate the whole transaction) propagate.
+    """
+    out: list[T | Exception] = []
+    for fn in fns:
+        cur.x("SAVEPOINT item")
+        try:
+            out.append(fn(cur))
+        except on_error:
+            raise
+        except Exception as exc:  # this item's own failure: undo only its writes
+            cur.x("ROLLBACK TO SAVEPOINT item")
+            out.append(exc)
+        cur.x("RELEASE SAVEPOINT item")
+    return out
 
 
 class _SqliteCursor:
@@ -85,7 +111,13 @@ class _SqliteCursor:
 
 
 class SqliteDatabase:
-    """SQLite in WAL mode; BEGIN IMMEDIATE serialises writers across threads and processes."""
+    """SQLite in WAL mode; one writer at a time across threads and processes.
+
+    Writers queue on an flock() of "<db>.lock" before BEGIN IMMEDIATE: the kernel wakes the next waiter
+    the moment the lock is released. Left to SQLite's busy handler, a waiting worker sleeps 1, 2, 5, 10,
+    ... ms between polls, which under load from several processes turned into p99 latencies of 100+ ms.
+    busy_timeout stays as the backstop for connections that do not take the lock file.
+    """
 
     kind = "sqlite"
 
@@ -95,35 +127,58 @@ class SqliteDatabase:
         self.path = path
         self._lock = threading.Lock()  # one connection, possibly used from several threads of a worker
         try:
+            self._lockfd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"sqlite lock file {path}.lock: {exc}") from exc
+        try:
             self._conn = sqlite3.connect(
                 str(path), isolation_level=None, timeout=30.0, check_same_thread=False
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")  # FULL: a commit survives power loss
             self._conn.execute("PRAGMA busy_timeout=30000")
+            # Savepoint (sub-)journals in memory: with a temp file, a batch of 16 wrote ~37 extra pwrite()s
+            # per request (strace). Only rollback scratch lives there; the WAL and its fsyncs are unchanged.
+            self._conn.execute("PRAGMA temp_store=MEMORY")
             self._conn.executescript(SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {path}: {exc}") from exc
 
     def run(self, fn: Callable[[Cursor], T]) -> T:
         with self._lock:
+            fcntl.flock(self._lockfd, fcntl.LOCK_EX)
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"sqlite begin: {exc}") from exc
-            try:
-                result = fn(_SqliteCursor(self._conn))
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"sqlite commit: {exc}") from exc
-            return result
+                return self._run_locked(fn)
+            finally:
+                fcntl.flock(self._lockfd, fcntl.LOCK_UN)
+
+    def run_batch(self, fns: Sequence[Callable[[Cursor], T]]) -> list[T | Exception]:
+        """All fns in one transaction (one commit: group commit), each in its own savepoint."""
+
+        def body(cur: Cursor) -> list[T | Exception]:
+            return _savepoints(cur, fns, sqlite3.OperationalError)
+
+        return self.run(body)
+
+    def _run_locked(self, fn: Callable[[Cursor], T]) -> T:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite begin: {exc}") from exc
+        try:
+            result = fn(_SqliteCursor(self._conn))
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite commit: {exc}") from exc
+        return result
 
     def close(self) -> None:
         self._conn.close()
+        os.close(self._lockfd)
 
 
 class _PgCursor:
@@ -152,6 +207,7 @@ class PostgresDatabase:
     _RETRIES = 50
 
     def __init__(self, dsn: str) -> None:
+        self.conflicts = 0  # transactions rolled back and retried (serialization failures, deadlocks)
         import psycopg
 
         self._psycopg = psycopg
@@ -177,6 +233,7 @@ class PostgresDatabase:
                 return result
             except (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation):
                 self._conn.rollback()
+                self.conflicts += 1
                 time.sleep(0.001 * (attempt + 1))
             except self._psycopg.Error as exc:
                 self._conn.rollback()
@@ -185,6 +242,16 @@ class PostgresDatabase:
                 self._conn.rollback()
                 raise
         raise StoreError("postgres: too many serialization retries")
+
+    def run_batch(self, fns: Sequence[Callable[[Cursor], T]]) -> list[T | Exception]:
+        """All fns in one transaction, each in a savepoint; a serialization conflict retries the batch."""
+        errors = self._psycopg.errors
+        conflicts = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
+
+        def body(cur: Cursor) -> list[T | Exception]:
+            return _savepoints(cur, fns, conflicts)
+
+        return self.run(body)
 
     def close(self) -> None:
         self._conn.close()

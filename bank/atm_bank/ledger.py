@@ -14,11 +14,14 @@ def post(cur: Cursor, txid: str, kind: str, legs: list[tuple[str, int]], now_ms:
     if sum(amount for _, amount in legs) != 0:
         raise StoreError(f"unbalanced entry {txid}/{kind}: {legs}")
     entry_id = f"{txid}:{kind}"
+    # All legs in one statement: the entry is written whole or (unique index hit) not at all.
+    values = ",".join(["(?,?,?,?,?,?)"] * len(legs))
+    params: list[object] = []
     for account, amount in legs:
-        cur.x(
-            "INSERT INTO journal (entry_id, txid, kind, ledger_account, amount, at_ms) VALUES (?,?,?,?,?,?)",
-            (entry_id, txid, kind, account, amount, now_ms),
-        )
+        params += (entry_id, txid, kind, account, amount, now_ms)
+    cur.x(
+        f"INSERT INTO journal (entry_id, txid, kind, ledger_account, amount, at_ms) VALUES {values}", params
+    )
 
 
 def reserve(cur: Cursor, txid: str, account_id: int, amount: int, now_ms: int) -> None:

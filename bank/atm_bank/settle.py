@@ -4,6 +4,7 @@ import hmac
 import json
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from atm_wire.auth import REPORT_SIZE, verify_report
@@ -70,12 +71,17 @@ class Settler:
         self.clock = clock
 
     def settle(self, msg: TxnReport, topic_atm: str) -> TxnResult:
+        """Apply one report in its own transaction."""
+        return self.db.run(self.settler(msg, topic_atm))
+
+    def settler(self, msg: TxnReport, topic_atm: str) -> Callable[[Cursor], TxnResult]:
+        """The body of one settlement, to run inside a transaction (alone or in a worker's batch)."""
         now_ms = int(self.clock() * 1000)
 
         def fn(cur: Cursor) -> TxnResult:
             return self._settle(cur, msg, topic_atm, now_ms)
 
-        return self.db.run(fn)
+        return fn
 
     def _settle(self, cur: Cursor, msg: TxnReport, topic_atm: str, now_ms: int) -> TxnResult:
         def rejected(why: str) -> TxnResult:

@@ -183,7 +183,10 @@ def test_broker_hard_restart_mid_transaction_keeps_the_report(live: Live) -> Non
     live.worker.stop()  # the bank is away; its persistent session stays on the broker
     link.send_report(r.txid, w.report(A1, r.txid, req.command_nonce, r.notes))
     wait_for(lambda: link.outbox.depth() == 0, what="broker ack of the report")
-    time.sleep(1.5)  # autosave_interval 1 s
+    # autosave_interval 1 s, but mosquitto saves when `last + 1 < now` in whole seconds, so up to ~2 s
+    # apart (a fixed 1.5 s sleep made this test flaky): wait for a save that began after the ack.
+    saves = _saves(live)
+    wait_for(lambda: _saves(live) >= saves + 2, 10, what="two broker autosaves after the report")
     live.broker.kill()  # SIGKILL: only the persistence file survives
     live.broker.start()
     live.worker = start_worker(w, live.broker)  # same client id: the queued report comes back
@@ -194,6 +197,13 @@ def test_broker_hard_restart_mid_transaction_keeps_the_report(live: Live) -> Non
     )
     assert [x.outcome for x in live.results if x.txid == r.txid][:1] == ["debited"]
     assert live.balanced() == []
+
+
+def _saves(live: Live) -> int:
+    try:
+        return live.broker.log_path.read_text(errors="replace").count("Saving in-memory database")
+    except OSError:
+        return 0
 
 
 def _outage(live: Live, outage_s: float, restart_host: bool) -> None:

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import selectors
+import socket
 import statistics
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from atm_bank import qrtoken, signing, topics
@@ -25,10 +27,24 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from atm_tools.mosquitto import Mosquitto
+from atm_tools.postgres import Postgres
+
+Row = dict[str, Any]
 
 MODEL = "bench-model"
 DENOMS = [100, 50, 20, 10]
 DIM = 128
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One prepared authorization request."""
+
+    client: mqtt.Client
+    topic: str
+    body: bytes
+    props: Properties
+    corr: bytes
 
 
 @dataclass
@@ -191,7 +207,11 @@ def wait_online(port: int, names: list[str], timeout_s: float = 30.0) -> None:
 
 
 class Swarm:
-    """N ATM connections driven from one thread with a selector (no thread per ATM)."""
+    """N ATM connections driven from one thread with a selector (no thread per ATM).
+
+    Lean on purpose (it shares the 2 cores with the broker and the workers): requests are serialised and
+    their MQTT properties built before the clock starts, sockets have TCP_NODELAY like the ATM host's.
+    """
 
     def __init__(self, port: int, atms: list[str]) -> None:
         self.sel = selectors.DefaultSelector()
@@ -206,8 +226,9 @@ class Swarm:
             c.on_connect = self._on_connect
             c.connect("127.0.0.1", port, keepalive=120)
             sock = c.socket()
-            if sock is None:
+            if not isinstance(sock, socket.socket):
                 raise RuntimeError(f"{atm}: no socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sel.register(sock, selectors.EVENT_READ, c)
             self.clients[atm] = c
             self.dirty.add(c)
@@ -243,25 +264,51 @@ class Swarm:
                 client.loop_write()
         self.dirty = {c for c in self.dirty if c.want_write()}
 
-    def run(self, reqs: list[tuple[str, AuthRequest]], concurrency: int, timeout_s: float = 120) -> float:
-        payloads = [(atm, r.request_id, r.model_dump_json().encode()) for atm, r in reqs]
+    def prepare(self, reqs: list[tuple[str, AuthRequest]]) -> list[Outgoing]:
+        """Everything a publish needs, built before the measurement."""
+        out: list[Outgoing] = []
+        for atm, r in reqs:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = topics.auth_response(atm)
+            corr = bytes.fromhex(r.request_id)
+            props.CorrelationData = corr
+            props.MessageExpiryInterval = 30
+            out.append(
+                Outgoing(
+                    self.clients[atm], topics.auth_request(atm), r.model_dump_json().encode(), props, corr
+                )
+            )
+        return out
+
+    def _send(self, o: Outgoing, t0: float) -> None:
+        self.sent[o.corr] = t0
+        o.client.publish(o.topic, o.body, qos=1, properties=o.props)
+        self.dirty.add(o.client)
+
+    def run(self, reqs: list[Outgoing], concurrency: int, rate: float = 0.0, timeout_s: float = 120) -> float:
+        """Closed loop (rate 0: keep `concurrency` in flight) or open loop (rate/s on a fixed schedule).
+
+        Open loop: latency counts from the scheduled send time, so a stalled bank cannot hide its own
+        queueing by slowing the generator down (no coordinated omission).
+        """
         i = 0
         start = time.perf_counter()
         deadline = time.monotonic() + timeout_s
         last_misc = time.monotonic()
-        while (i < len(payloads) or self.sent) and time.monotonic() < deadline:
-            while i < len(payloads) and len(self.sent) < concurrency:
-                atm, rid, body = payloads[i]
-                props = Properties(PacketTypes.PUBLISH)
-                props.ResponseTopic = topics.auth_response(atm)
-                props.CorrelationData = bytes.fromhex(rid)
-                props.MessageExpiryInterval = 30
-                c = self.clients[atm]
-                self.sent[bytes.fromhex(rid)] = time.perf_counter()
-                c.publish(topics.auth_request(atm), body, qos=1, properties=props)
-                self.dirty.add(c)
-                i += 1
-            self.pump(0.002)
+        while (i < len(reqs) or self.sent) and time.monotonic() < deadline:
+            wait = 0.002
+            if rate > 0:
+                now = time.perf_counter()
+                while i < len(reqs) and start + i / rate <= now:
+                    self._send(reqs[i], start + i / rate)
+                    i += 1
+                if i < len(reqs):
+                    wait = max(0.0, min(wait, start + i / rate - time.perf_counter()))
+            else:
+                while i < len(reqs) and len(self.sent) < concurrency:
+                    self._send(reqs[i], time.perf_counter())
+                    i += 1
+            self.pump(wait)
             if time.monotonic() - last_misc > 1:
                 for c in self.clients.values():
                     c.loop_misc()
@@ -291,30 +338,43 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_once(args: argparse.Namespace, workers: int, base: Path) -> dict[str, float]:
-    folder = base / f"w{workers}"
+def run_once(args: argparse.Namespace, workers: int, base: Path, backend: str, pg: Postgres | None) -> Row:
+    """One row of the table: a fresh broker and database, `workers` worker processes, one load run."""
+    folder = base / f"{backend}-w{workers}"
     broker = Mosquitto(folder / "broker", persistence=True)
     broker.start()
-    setup = prepare(folder, args.atms, args.customers)
-    if args.sqlite_sync != "FULL":
+    db_url = None
+    if pg is not None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(f"w{workers}")))
+        db_url = pg.url.rsplit("/", 1)[0] + f"/w{workers}"
+    setup = prepare(folder, args.atms, args.customers, db_url)
+    if backend == "sqlite" and args.sqlite_sync != "FULL":
         setup.db_url += f"?synchronous={args.sqlite_sync}"
     procs = start_workers(setup, broker.port, workers)
     try:
         reqs = make_requests(setup, args.requests + args.warmup)
         swarm = Swarm(broker.port, [a for a, _ in setup.atms])
-        swarm.run(reqs[: args.warmup], args.concurrency)
+        prepared = swarm.prepare(reqs)
+        swarm.run(prepared[: args.warmup], args.concurrency)
         swarm.latencies.clear()
         swarm.approved = 0
-        cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
+        server = pg.all_pids() if pg is not None else []
+        cpu0 = {pid: cpu_seconds(pid) for pid in [p.pid for p in procs] + server}
         b0 = cpu_seconds(broker.pid or 0)
         me0 = sum(os.times()[:2])
-        elapsed = swarm.run(reqs[args.warmup :], args.concurrency)
+        elapsed = swarm.run(prepared[args.warmup :], args.concurrency, args.rate)
         wcpu = sum(cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
+        dbcpu = sum(cpu_seconds(pid) - cpu0[pid] for pid in server)
         bcpu = cpu_seconds(broker.pid or 0) - b0
         mecpu = sum(os.times()[:2]) - me0
         done = len(swarm.latencies)
         swarm.close()
-        return {
+        row: Row = {
+            "backend": backend,
             "workers": workers,
             "atms": args.atms,
             "requests": args.requests,
@@ -325,6 +385,7 @@ def run_once(args: argparse.Namespace, workers: int, base: Path) -> dict[str, fl
             "p99_ms": percentile(swarm.latencies, 0.99) * 1000,
             "broker_cpu_pct": 100 * bcpu / elapsed,
             "workers_cpu_pct": 100 * wcpu / elapsed,
+            "db_cpu_pct": 100 * dbcpu / elapsed,
             "loadgen_cpu_pct": 100 * mecpu / elapsed,
         }
     finally:
@@ -333,6 +394,22 @@ def run_once(args: argparse.Namespace, workers: int, base: Path) -> dict[str, fl
         for p in procs:
             p.wait(10)
         broker.stop()
+    stats = worker_stats(folder)  # whole run, warm-up included
+    row["mean_batch"] = stats.get("messages", 0) / max(1, stats.get("batches", 0))
+    row["db_conflicts"] = stats.get("db_conflicts", 0)
+    return row
+
+
+def worker_stats(folder: Path) -> dict[str, int]:
+    """Sum of the 'stats' lines the workers log when they stop (messages, batches, conflicts)."""
+    total: dict[str, int] = {}
+    for path in folder.glob("bench-worker-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            _, sep, tail = line.partition(": stats ")
+            if sep:
+                for k, v in json.loads(tail).items():
+                    total[k] = max(total.get(k, 0), v) if k == "max_batch" else total.get(k, 0) + v
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,35 +419,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=500)
     parser.add_argument("--requests", type=int, default=5000, help="measured authorizations per run")
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight at once")
+    parser.add_argument("--concurrency", type=int, default=32, help="closed loop: requests in flight at once")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="open loop: offered authorizations/s (0: closed loop)"
+    )
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
+    parser.add_argument(
+        "--db", default="sqlite", help="comma-separated backends: sqlite, postgres (a private server)"
+    )
     parser.add_argument(
         "--sqlite-sync", default="NORMAL", choices=["FULL", "NORMAL"], help="bank DB durability"
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     args = parser.parse_args(argv)
-    rows: list[dict[str, float]] = []
+    backends = [b.strip() for b in args.db.split(",") if b.strip()]
+    if any(b not in ("sqlite", "postgres") for b in backends):
+        parser.error(f"--db: expected sqlite and/or postgres, got {args.db!r}")
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="atm-bench-") as tmp:
-        for n in [int(x) for x in args.workers.split(",")]:
-            rows.append(run_once(args, n, Path(tmp)))
-            if args.json:
-                print(json.dumps(rows[-1]), flush=True)
+        for backend in backends:
+            pg = Postgres() if backend == "postgres" else None  # own temp dir: its owner must reach it
+            if pg is not None:
+                pg.start()
+            try:
+                for n in [int(x) for x in args.workers.split(",")]:
+                    rows.append(run_once(args, n, Path(tmp), backend, pg))
+                    if args.json:
+                        print(json.dumps(rows[-1]), flush=True)
+            finally:
+                if pg is not None:
+                    pg.stop()
     if not args.json:
+        load = f"open loop at {args.rate:.0f}/s offered" if args.rate else f"{args.concurrency} in flight"
         print(
-            f"bank load benchmark: {args.atms} ATMs, {args.requests} authorizations per run, "
-            f"{args.concurrency} in flight, SQLite synchronous={args.sqlite_sync}, {os.cpu_count()} CPUs "
+            f"bank load benchmark: {args.atms} ATMs, {args.requests} authorizations per run, {load}, "
+            f"SQLite synchronous={args.sqlite_sync}, PostgreSQL fsync=off, {os.cpu_count()} CPUs "
             "(CPU % of one core)"
         )
         head = (
-            f"{'workers':>7} {'auth/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'answered':>8} {'approved':>8} "
-            f"{'broker%':>7} {'workers%':>8} {'loadgen%':>8}"
+            f"{'db':>8} {'workers':>7} {'auth/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'answered':>8} "
+            f"{'approved':>8} {'broker%':>7} {'workers%':>8} {'pg%':>5} {'loadgen%':>8} {'batch':>5} "
+            f"{'retries':>7}"
         )
         print(head)
         for r in rows:
             print(
-                f"{r['workers']:>7.0f} {r['auth_per_s']:>8.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
-                f"{r['answered']:>8.0f} {r['approved']:>8.0f} {r['broker_cpu_pct']:>7.0f} "
-                f"{r['workers_cpu_pct']:>8.0f} {r['loadgen_cpu_pct']:>8.0f}"
+                f"{r['backend']:>8} {r['workers']:>7} {r['auth_per_s']:>8.0f} {r['p50_ms']:>7.1f} "
+                f"{r['p99_ms']:>7.1f} {r['answered']:>8} {r['approved']:>8} {r['broker_cpu_pct']:>7.0f} "
+                f"{r['workers_cpu_pct']:>8.0f} {r['db_cpu_pct']:>5.0f} {r['loadgen_cpu_pct']:>8.0f} "
+                f"{r['mean_batch']:>5.1f} {r['db_conflicts']:>7}"
             )
     return 0
 

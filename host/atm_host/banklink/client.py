@@ -6,6 +6,7 @@ data, a message expiry and an idempotency key; events and reports go through the
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -147,6 +148,10 @@ class BankLink:
         if rc.is_failure:
             log.error("%s: connect refused: %s", self.atm, rc)
             return
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            # Small request/answer packets: without this, Nagle holds a packet for the peer's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         opts = SubscribeOptions(qos=1)
         client.subscribe(
             [

@@ -1,0 +1,201 @@
+"""Group commit: several requests per transaction, each atomic alone; answers and PUBACKs after commit."""
+
+import base64
+import random
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from atm_bank import ledger, qrtoken, topics
+from atm_bank.broker import BrokerSettings
+from atm_bank.config import BankConfig
+from atm_bank.core import Decision
+from atm_bank.db import Cursor, Database, SqliteDatabase
+from atm_bank.denominate import representable
+from atm_bank.errors import TokenError
+from atm_bank.schemas import AuthRequest
+from atm_bank.service import BankWorker
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .helpers import MODEL, make_world
+from .scenarios import A1
+
+
+def _count(db: Database, sql: str) -> int:
+    def fn(cur: Cursor) -> int:
+        row = cur.one(sql)
+        return int(row[0]) if row else 0
+
+    return db.run(fn)
+
+
+def test_batch_items_are_atomic_alone(any_db: Database) -> None:
+    w = make_world(any_db)
+    c1, c2, c3 = list(w.customers.values())
+    good = w.request(A1, c1, 100)
+    bad = w.request(A1, c2, 100)
+    other = w.request(A1, c3, 200)
+    again = good  # the ATM re-sent it: the same request_id inside the same batch
+    bank = w.bank
+    boom = bank.decider(bad, A1)
+
+    def failing(cur: Cursor) -> Decision:
+        boom(cur)  # writes its decision...
+        raise RuntimeError("disk on fire")  # ...then fails: its writes must vanish, nobody else's
+
+    fns = [bank.decider(good, A1), failing, bank.decider(again, A1), bank.decider(other, A1)]
+    results = any_db.run_batch(fns)
+    first, failed, dup, third = results
+    assert isinstance(first, Decision) and first.response.decision == "approve"
+    assert isinstance(failed, RuntimeError)
+    assert isinstance(dup, Decision) and not dup.fresh and dup.response.txid == first.response.txid
+    assert isinstance(third, Decision) and third.response.decision == "approve"
+    assert _count(any_db, "SELECT COUNT(*) FROM requests") == 2
+    assert _count(any_db, "SELECT COUNT(*) FROM txns") == 2
+    assert _count(any_db, "SELECT COUNT(*) FROM used_nonces") == 2  # bad's token is still unspent
+
+    def check(cur: Cursor) -> list[str]:
+        return ledger.check_balanced(cur)
+
+    assert any_db.run(check) == []
+    # The failed request, re-sent, is decided afresh and approved.
+    assert w.bank.authorize(bad, A1).response.decision == "approve"
+
+
+def test_authorize_many_equals_one_by_one(any_db: Database) -> None:
+    cfg = BankConfig.model_validate({"face": {"thresholds": {MODEL: 0.6}}, "abuse": {"min_interval_s": 0}})
+    w = make_world(any_db, cfg, n_customers=3)
+    reqs: list[tuple[AuthRequest, str]] = []
+    for c in w.customers.values():
+        reqs.append((w.request(A1, c, 100), A1))
+    out = w.bank.authorize_many(reqs)
+    assert [d.response.decision for d in out if isinstance(d, Decision)] == ["approve"] * 3
+    # A limit is still atomic inside one batch: the same customer's second withdrawal in the batch
+    # sees the first one's reservation.
+    c = next(iter(w.customers.values()))
+    r1 = w.request(A1, c, 1000)
+    r2 = w.request(A1, c, 1000)
+    d1, d2 = w.bank.authorize_many([(r1, A1), (r2, A1)])
+    assert isinstance(d1, Decision) and isinstance(d2, Decision)
+    assert d1.response.decision == "approve"
+    assert d2.response.reason is not None and d2.response.reason.value == "LIMIT_DAILY"
+
+
+class _Recorder:
+    """Stands in for the paho client: records publishes and acks, checks the commit happened first."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.events: list[tuple[str, object]] = []
+
+    def publish(self, topic: str, payload: str, qos: int = 0, properties: object = None) -> None:
+        assert qos == 1
+        self.events.append(("publish", topic))
+
+    def ack(self, mid: int, qos: int) -> None:
+        # Acknowledged means the broker forgets it: by now the decision must be on disk.
+        assert _count(self.db, "SELECT COUNT(*) FROM requests") >= 1
+        self.events.append(("ack", mid))
+
+
+def _message(topic: str, payload: bytes, mid: int, corr: bytes) -> mqtt.MQTTMessage:
+    msg = mqtt.MQTTMessage(mid, topic.encode())
+    msg.payload = payload
+    msg.qos = 1
+    props = Properties(PacketTypes.PUBLISH)
+    props.CorrelationData = corr
+    msg.properties = props
+    return msg
+
+
+def test_worker_answers_then_acks_after_commit(sqlite_db: Database) -> None:
+    w = make_world(sqlite_db)
+    worker = BankWorker("batch-t", BrokerSettings(), w.bank, w.settler)
+    rec = _Recorder(sqlite_db)
+    worker.client = rec  # type: ignore[assignment]
+    c1, c2 = list(w.customers.values())[:2]
+    r1 = w.request(A1, c1, 100)
+    r2 = w.request(A1, c2, 100)
+    batch = [
+        _message(topics.auth_request(A1), r1.model_dump_json().encode(), 1, bytes.fromhex(r1.request_id)),
+        _message(topics.auth_request(A1), b"{not json", 2, b"x" * 16),
+        _message(topics.auth_request(A1), r2.model_dump_json().encode(), 3, bytes.fromhex(r2.request_id)),
+        _message(topics.auth_request(A1), r1.model_dump_json().encode(), 4, bytes.fromhex(r1.request_id)),
+    ]
+    worker.handle_batch(batch)
+    kinds = [k for k, _ in rec.events]
+    assert kinds == ["publish"] * 4 + ["ack"] * 4  # every answer queued before any PUBACK
+    assert [m for k, m in rec.events if k == "ack"] == [1, 2, 3, 4]  # in arrival order
+    assert worker.counters["auth_approve"] == 3 and worker.counters["auth_duplicates"] == 1
+    assert worker.counters["malformed"] == 1
+    assert worker.stats()["batches"] == 1 and worker.stats()["messages"] == 4
+
+
+def test_sqlite_writers_queue_on_the_lock_file(tmp_path: Path) -> None:
+    a = SqliteDatabase(tmp_path / "bank.db")
+    b = SqliteDatabase(tmp_path / "bank.db")
+    order: list[str] = []
+
+    def slow(cur: Cursor) -> None:
+        order.append("a-begin")
+        import threading
+
+        t = threading.Thread(target=lambda: b.run(lambda c: order.append("b")))
+        t.start()
+        time.sleep(0.2)  # b must wait for a's commit, not fail and not interleave
+        order.append("a-end")
+        slow.thread = t  # type: ignore[attr-defined]
+
+    a.run(slow)
+    slow.thread.join(5)  # type: ignore[attr-defined]
+    assert order == ["a-begin", "a-end", "b"]
+    a.close()
+    b.close()
+
+
+def _representable_by_table(amount: int, denominations: list[int]) -> bool:
+    if amount <= 0:
+        return False
+    reach = [True] + [False] * amount
+    for value in range(1, amount + 1):
+        reach[value] = any(d <= value and reach[value - d] for d in denominations)
+    return reach[amount]
+
+
+def test_representable_matches_the_plain_table() -> None:
+    rng = random.Random(4)
+    for _ in range(200):
+        denoms = rng.sample([1, 2, 3, 5, 7, 10, 13, 20, 30, 50, 100], rng.randint(1, 4))
+        for amount in range(-1, 300):
+            assert representable(amount, denoms) == _representable_by_table(amount, denoms), (amount, denoms)
+    start = time.perf_counter()
+    assert not representable(999_999, [100, 50, 20, 10])
+    assert time.perf_counter() - start < 0.01  # was a second of CPU per request for large amounts
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fast_token_decode_equals_base32(seed: int) -> None:
+    rng = random.Random(seed)
+    key = Ed25519PrivateKey.generate()
+    for _ in range(300):
+        text = qrtoken.issue(
+            key,
+            key_id=rng.randint(0, 255),
+            customer_id=rng.getrandbits(63),
+            account_id=rng.getrandbits(63),
+            amount_yuan=rng.getrandbits(20),
+            now_s=rng.getrandbits(31),
+            ttl_s=rng.randint(1, 120),
+        )
+        b32 = text[len(qrtoken.PREFIX) :]
+        raw = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+        token, body, sig = qrtoken.decode(text)
+        assert body + sig == raw
+        assert qrtoken.verify(text, {token.key_id: key.public_key()}, token.issued_at, 0) == token
+    with pytest.raises(TokenError):
+        qrtoken.decode(qrtoken.PREFIX + "a" * 165)  # lower case is not base32
+    with pytest.raises(TokenError):
+        qrtoken.decode(qrtoken.PREFIX + "0" * 165)  # nor is 0
