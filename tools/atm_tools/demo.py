@@ -252,11 +252,9 @@ class LocalStack:
                 str(self.dir / "bank.json"),
                 "--signing-key",
                 str(self.dir / "bank-signing.pem"),
-                # `serve --workers N` supervises N of these; under `python -m` its spawn-based children fail
-                # to unpickle run_worker (reported to the bank's owner), so the demo runs one worker directly.
-                "worker",
-                "--index",
-                "0",
+                "serve",  # supervises its workers and restarts any that dies
+                "--workers",
+                "2",
                 "--port",
                 str(self.broker.port),
             ],
