@@ -1,4 +1,4 @@
-"""Simulated ATMs for the console tests: the real host BankLink, commands checked against the signature.
+"""Simulated ATMs for the console tests: the real host BankLink, which obeys only signed commands.
 
 Run as a process (so killing it fires the MQTT Will):
     python tests/console/sim_atm.py --port P --dir D --pubkey HEX ATM0001 ATM0002 ...
@@ -12,50 +12,24 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from atm_bank import topics
-from atm_bank.qrtoken import public_key_from_hex
-from atm_bank.schemas import Cassette, Command, CommandResult
-from atm_console.cmdsign import key_id, verify
+from atm_bank.schemas import Cassette, Command
 from atm_host.banklink.client import BankLink
 from atm_host.banklink.outbox import Outbox
 from atm_host.banklink.settings import LinkSettings
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 DENOMS = (100, 50, 20, 10)
-
-
-class SignedBankLink(BankLink):
-    """BankLink that obeys only commands signed by a key it was provisioned with (reference for the host)."""
-
-    def __init__(self, settings: LinkSettings, outbox: Outbox, cassettes: list[Cassette],
-                 keys: dict[str, Ed25519PublicKey]) -> None:  # fmt: skip
-        super().__init__(settings, outbox, cassettes)
-        self.keys = keys
-        self.refused = 0
-
-    def _dispatch(self, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == topics.command(self.atm):
-            props = getattr(msg.properties, "UserProperty", None) or []
-            if not verify(msg.topic, bytes(msg.payload), list(props), self.keys):
-                self.refused += 1
-                cmd = Command.model_validate_json(msg.payload)
-                result = CommandResult(command_id=cmd.command_id, atm_id=self.atm, ok=False,
-                                       detail="refused: signature missing or wrong")  # fmt: skip
-                self.outbox.put(topics.command_result(self.atm), result.model_dump_json().encode())
-                self._wake.set()
-                return
-        super()._dispatch(msg)
 
 
 class SimAtm:
     """One simulated ATM: state, cassettes, command handling."""
 
-    def __init__(self, atm: str, port: int, workdir: Path, keys: dict[str, Ed25519PublicKey], n: int) -> None:
+    def __init__(self, atm: str, port: int, workdir: Path, pubkey_hex: str, n: int) -> None:
         self.state = "in_service"
         self.cassettes = [Cassette(denomination=d, count=1500) for d in DENOMS]
-        settings = LinkSettings(atm_id=atm, device_id=f"{n:016x}", port=port, keepalive_s=5)
-        self.link = SignedBankLink(settings, Outbox(workdir / f"outbox-{atm}.db"), self.cassettes, keys)
+        settings = LinkSettings(
+            atm_id=atm, device_id=f"{n:016x}", port=port, keepalive_s=5, command_keys=(pubkey_hex,)
+        )
+        self.link = BankLink(settings, Outbox(workdir / f"outbox-{atm}.db"), self.cassettes)
         self.link.on_command = self.on_command
         self.counters = {"jams": 0, "retracts": 0, "dispenses": 0}
 
@@ -92,10 +66,8 @@ def main() -> int:
     p.add_argument("--telemetry-s", type=float, default=1.0)
     p.add_argument("atms", nargs="+")
     a = p.parse_args()
-    pub = public_key_from_hex(a.pubkey)
-    keys = {key_id(pub): pub}
     a.dir.mkdir(parents=True, exist_ok=True)
-    sims = {atm: SimAtm(atm, a.port, a.dir, keys, i + 1) for i, atm in enumerate(a.atms)}
+    sims = {atm: SimAtm(atm, a.port, a.dir, a.pubkey, i + 1) for i, atm in enumerate(a.atms)}
     for s in sims.values():
         s.link.start()
     for s in sims.values():

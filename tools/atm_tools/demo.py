@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 from atm_bank import phone, signing
+from atm_bank.cmdsign import public_hex
 from atm_bank.db import Cursor, open_database
 from atm_bank.registry import Template, enroll, provision_atm
 from atm_bank.schemas import Cassette
@@ -118,6 +120,7 @@ class LocalStack:
         self.journey: Journey | None = None
         self.screen: Any = None
         self.console_url = ""
+        self.console_password = ""
         self.camera = ScriptedCamera()
         self.customers: list[Customer] = []
         self.attack_face: Frame | None = None
@@ -263,7 +266,13 @@ class LocalStack:
     def _start_host(self) -> None:
         assert self.broker is not None and self.client is not None and self.pipeline is not None
         device = self.client.info.device_id.hex()
-        settings = LinkSettings(atm_id=ATM_ID, device_id=device, port=self.broker.port, retry_s=0.5)
+        settings = LinkSettings(
+            atm_id=ATM_ID,
+            device_id=device,
+            port=self.broker.port,
+            retry_s=0.5,
+            command_keys=(self._command_key_hex(),),  # the ATM obeys only the console's signed commands
+        )
         cassettes = [Cassette(denomination=d, count=n) for d, n in zip(DENOMS, self.opt.load, strict=True)]
         self.link = BankLink(settings, Outbox(self.dir / "outbox.db"), cassettes)
         self.link.start()
@@ -293,6 +302,12 @@ class LocalStack:
         self.screen = ScreenServer(self.journey, port=self.opt.screen_port or free_port())
         self.screen.start()
 
+    def _command_key_hex(self) -> str:
+        """The console's command-signing key (made once per demo); the ATM trusts its public half."""
+        path = self.dir / "console-cmd.pem"
+        key = signing.load(path) if path.exists() else signing.generate(path)
+        return public_hex(key.public_key())
+
     def _start_console(self) -> None:
         """The operators' console, when its package exists and starts (`python -m atm_console serve`)."""
         assert self.broker is not None
@@ -314,8 +329,16 @@ class LocalStack:
                 str(port),
                 "--db",
                 str(self.dir / "console.db"),
+                "--command-key",
+                str(self.dir / "console-cmd.pem"),
             ],
         )
+        self.console_password = secrets.token_urlsafe(9)
+        subprocess.run(
+            [sys.executable, "-m", "atm_console", "adduser", "--db", str(self.dir / "console.db"),
+             "--username", "operator", "--password-stdin"],
+            input=self.console_password + "\n", text=True, capture_output=True, check=True, cwd=str(ROOT),
+        )  # fmt: skip
         time.sleep(1.5)
         if proc.popen.poll() is not None:
             self.say(f"console: did not start (see {proc.log}); skipped")
@@ -551,6 +574,8 @@ def _walk(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) ->
     if stack.screen is not None:
         print(f"  screen    {stack.screen.url}  (open it in a browser)")
     print(f"  console   {stack.console_url or 'not available'}")
+    if stack.console_password:
+        print(f"            sign in as operator / {stack.console_password} (signed remote commands enabled)")
     c = stack.customers[0]
     before = list(stack.board.mech.cassettes)
     print(

@@ -15,6 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from atm_bank import topics
+from atm_bank.cmdsign import keys_from_hex, verify
 from atm_bank.schemas import (
     AuthRequest,
     AuthResponse,
@@ -65,7 +66,13 @@ class BankLink:
         self.cassettes = cassettes
         self.config_version = 0
         self.fleet: FleetConfig | None = None
-        self.counters: dict[str, int] = {"malformed": 0, "duplicate_responses": 0, "published": 0}
+        self.counters: dict[str, int] = {
+            "malformed": 0,
+            "duplicate_responses": 0,
+            "published": 0,
+            "unsigned_commands": 0,
+        }
+        self._command_keys = keys_from_hex(settings.command_keys)
         self.on_command: Callable[[Command], tuple[bool, str]] | None = None
         self.on_txn_result: Callable[[TxnResult], None] | None = None
         self.on_fleet: Callable[[FleetConfig], None] | None = None
@@ -334,7 +341,12 @@ class BankLink:
             if self.on_txn_result is not None:
                 self.on_txn_result(result)
         elif msg.topic == topics.command(self.atm):
-            self._command(Command.model_validate_json(msg.payload))
+            cmd = Command.model_validate_json(msg.payload)
+            props: list[tuple[str, str]] = list(getattr(msg.properties, "UserProperty", None) or [])
+            if verify(msg.topic, bytes(msg.payload), props, self._command_keys):
+                self._command(cmd)
+            else:
+                self._refuse_command(cmd)
         elif msg.topic in (topics.FLEET_CONFIG, topics.atm_config(self.atm)):
             fleet = FleetConfig.model_validate_json(msg.payload)
             self.fleet = fleet
@@ -353,6 +365,18 @@ class BankLink:
             return
         waiter.response = resp
         waiter.event.set()
+
+    def _refuse_command(self, cmd: Command) -> None:
+        """Fail closed: a command no trusted key signed is answered, counted, logged, and not run."""
+        self.counters["unsigned_commands"] += 1
+        log.warning(
+            "%s: refused command %s (%s): signature missing or wrong", self.atm, cmd.command_id, cmd.name
+        )
+        result = CommandResult(
+            command_id=cmd.command_id, atm_id=self.atm, ok=False, detail="refused: signature missing or wrong"
+        )
+        self.outbox.put(topics.command_result(self.atm), result.model_dump_json().encode())
+        self._wake.set()
 
     def _command(self, cmd: Command) -> None:
         with self._lock:

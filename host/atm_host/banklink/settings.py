@@ -1,6 +1,6 @@
 """Bank-link settings of one ATM (validated, extra="forbid", every option described)."""
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class LinkSettings(BaseModel):
@@ -29,3 +29,16 @@ class LinkSettings(BaseModel):
         default=2.0, gt=0, le=30, description="Re-send an unanswered auth request after this."
     )
     host_version: str = Field(default="0.1.0", description="Host software version in the birth message.")
+    command_keys: tuple[str, ...] = Field(
+        default=(),
+        description="Raw Ed25519 public keys (64 hex digits) whose signed remote commands this ATM obeys "
+        "(the console's `keygen` prints one). None configured: the ATM obeys no remote command.",
+    )
+
+    @field_validator("command_keys")
+    @classmethod
+    def _keys_are_ed25519(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for k in keys:
+            if len(k) != 64 or any(c not in "0123456789abcdef" for c in k):
+                raise ValueError(f"command_keys: {k[:16]}... is not 32 bytes of lower-case hex")
+        return keys
