@@ -184,8 +184,23 @@ class Journey:
     def start(self) -> None:
         """Run the journey loop in a daemon thread."""
         self.dispenser.set_config(self.cfg.retract_timeout_ms)
+        self._report_versions()
         self._thread = threading.Thread(target=self.run, name="journey", daemon=True)
         self._thread.start()
+
+    def _report_versions(self) -> None:
+        """Tell the fleet (the console's per-ATM detail) which firmware and models this ATM runs."""
+        hello = self.dispenser.info
+        embedder = self.pipe.embedder_entry
+        self.bank.send_event(
+            "versions",
+            "info",
+            {
+                "firmware": hello.firmware,
+                "protocol": hello.protocol_version,
+                "model": f"{self.pipe.config.embedder}:{embedder.sha256[:12]}",
+            },
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
