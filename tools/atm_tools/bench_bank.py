@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from atm_tools.benchrows import record
 from atm_tools.mosquitto import Mosquitto
 from atm_tools.postgres import Postgres
 
@@ -444,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for n in [int(x) for x in args.workers.split(",")]:
                     rows.append(run_once(args, n, Path(tmp), backend, pg))
+                    r = rows[-1]
+                    tag = f"{backend}, {n} worker{'s' if n > 1 else ''}"
+                    record("bank", f"authorizations/s, {tag}", r["auth_per_s"], None, "auth/s")
+                    record("bank", f"authorization latency, {tag}", r["p50_ms"], None, "ms",
+                           f"p99 {r['p99_ms']:.1f} ms (target 50)")  # fmt: skip
                     if args.json:
                         print(json.dumps(rows[-1]), flush=True)
             finally:
