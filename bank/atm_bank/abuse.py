@@ -12,13 +12,22 @@ Scope = str  # "customer" | "account" | "atm"
 
 def bump_attempt(cur: Cursor, scope: Scope, subject: str, day: int, now_ms: int) -> int:
     """Count one attempt; return the day's count including it."""
-    row = cur.one(
-        "INSERT INTO attempts (scope, subject, day, count, last_ms, rate_violations) VALUES (?,?,?,1,?,0) "
+    return bump_attempts(cur, [(scope, subject)], day, now_ms)[scope]
+
+
+def bump_attempts(cur: Cursor, subjects: list[tuple[Scope, str]], day: int, now_ms: int) -> dict[Scope, int]:
+    """Count one attempt for each (scope, subject) in one statement; the day's counts including it."""
+    values = ",".join(["(?,?,?,1,?,0)"] * len(subjects))
+    params: list[object] = []
+    for scope, subject in subjects:
+        params += (scope, subject, day, now_ms)
+    rows = cur.q(
+        f"INSERT INTO attempts (scope, subject, day, count, last_ms, rate_violations) VALUES {values} "
         "ON CONFLICT (scope, subject, day) DO UPDATE SET count = attempts.count + 1, "
-        "last_ms = excluded.last_ms RETURNING count",
-        (scope, subject, day, now_ms),
+        "last_ms = excluded.last_ms RETURNING scope, count",
+        params,
     )
-    return int(row[0]) if row else 0
+    return {str(scope): int(count) for scope, count in rows}
 
 
 @dataclass(frozen=True)
@@ -34,41 +43,27 @@ class Standing:
 def standing(cur: Cursor, customer: str, account: str, day: int) -> Standing:
     """Lockouts of the customer and the account, the customer's attempts today and last attempt time.
 
-    The same values as locked_until(), attempts_today() and last_attempt_ms() (today or yesterday).
+    One statement: the lockout rows (scope, until_ms, failures) and the customer's attempt rows of today
+    and yesterday (tagged 'attempts': day, count, last_ms).
     """
     locked: dict[Scope, int] = {}
     failures: dict[Scope, int] = {}
-    for scope, until, fails in cur.q(
-        "SELECT scope, until_ms, failures FROM lockouts "
-        "WHERE (scope='customer' AND subject=?) OR (scope='account' AND subject=?)",
-        (customer, account),
-    ):
-        locked[str(scope)], failures[str(scope)] = int(until), int(fails)
     today = 0
     last: int | None = None
-    for d, count, last_ms in cur.q(
-        "SELECT day, count, last_ms FROM attempts WHERE scope='customer' AND subject=? AND day IN (?, ?)",
-        (customer, day, day - 1),
+    for tag, a, b, c in cur.q(
+        "SELECT scope, until_ms, failures, 0 FROM lockouts "
+        "WHERE (scope='customer' AND subject=?) OR (scope='account' AND subject=?) "
+        "UNION ALL SELECT 'attempts', day, count, last_ms FROM attempts "
+        "WHERE scope='customer' AND subject=? AND day IN (?, ?)",
+        (customer, account, customer, day, day - 1),
     ):
-        if int(d) == day:
-            today = int(count)
-        last = int(last_ms) if last is None else max(last, int(last_ms))
+        if tag == "attempts":
+            if int(a) == day:
+                today = int(b)
+            last = int(c) if last is None else max(last, int(c))
+        else:
+            locked[str(tag)], failures[str(tag)] = int(a), int(b)
     return Standing(locked, failures, today, last)
-
-
-def attempts_today(cur: Cursor, scope: Scope, subject: str, day: int) -> int:
-    """Attempts counted for the subject today."""
-    row = cur.one("SELECT count FROM attempts WHERE scope=? AND subject=? AND day=?", (scope, subject, day))
-    return int(row[0]) if row else 0
-
-
-def last_attempt_ms(cur: Cursor, scope: Scope, subject: str, day: int) -> int | None:
-    """When the subject last made a counted attempt (today or yesterday)."""
-    row = cur.one(
-        "SELECT MAX(last_ms) FROM attempts WHERE scope=? AND subject=? AND day IN (?, ?)",
-        (scope, subject, day, day - 1),
-    )
-    return None if row is None or row[0] is None else int(row[0])
 
 
 def note_rate_violation(cur: Cursor, scope: Scope, subject: str, day: int, now_ms: int) -> int:
@@ -79,12 +74,6 @@ def note_rate_violation(cur: Cursor, scope: Scope, subject: str, day: int, now_m
         "RETURNING rate_violations",
         (scope, subject, day),
     )
-    return int(row[0]) if row else 0
-
-
-def locked_until(cur: Cursor, scope: Scope, subject: str) -> int:
-    """End of the subject's lockout (ms), 0 when never locked."""
-    row = cur.one("SELECT until_ms FROM lockouts WHERE scope=? AND subject=?", (scope, subject))
     return int(row[0]) if row else 0
 
 

@@ -36,6 +36,19 @@ class Decision:
     response_json: str = ""  # the response as stored and sent (serialised once)
 
 
+@dataclass(frozen=True)
+class _TokenCheck:
+    """The QR token as the ATM sent it: what it claims, and whether its signature and expiry hold.
+
+    Computed before the transaction (a pure function of the text, the keys and the time), so the
+    public-key work runs in parallel across workers instead of inside the database's write lock.
+    """
+
+    claimed: qrtoken.WithdrawalToken | None  # None: not even a token
+    verified: qrtoken.WithdrawalToken | None  # None: forged, tampered or expired (see reason)
+    reason: Reason | None
+
+
 @dataclass
 class _Ctx:
     """One authorization in progress."""
@@ -46,6 +59,7 @@ class _Ctx:
     now: float
     now_ms: int
     day: int
+    token: _TokenCheck
     alarms: list[ConsoleAlarm] = field(default_factory=list[ConsoleAlarm])
 
 
@@ -86,28 +100,45 @@ class Bank:
     # ----- authorization --------------------------------------------------------------------------
     def authorize(self, req: AuthRequest, topic_atm: str) -> Decision:
         """Decide one request atomically; a repeated request_id gets the stored answer, nothing more."""
-        return self.db.run(self.decider(req, topic_atm))
+        return self.db.run(self.decider(req, topic_atm), self.locks_for(req, topic_atm))
 
     def authorize_many(self, items: Sequence[tuple[AuthRequest, str]]) -> list[Decision | Exception]:
         """Decide several requests in one transaction (group commit), each atomic in its own savepoint.
 
         Nothing is answered before the commit: the caller publishes the decisions only after this returns.
         """
-        return self.db.run_batch([self.decider(req, atm) for req, atm in items])
+        locks = [name for req, atm in items for name in self.locks_for(req, atm)]
+        return self.db.run_batch([self.decider(req, atm) for req, atm in items], locks)
+
+    @staticmethod
+    def locks_for(req: AuthRequest, topic_atm: str) -> list[str]:
+        """The subjects a decision reads and changes: the ATM, and the customer and account its token names.
+
+        Read from the token before its signature is checked: a forged token at worst makes its request
+        queue behind the real customer's; every row the decision writes belongs to one of these subjects
+        (the request and attempt rows to the ATM; nonces, limits, lockouts, reservations to the customer
+        and account, which a token can name only once its signature has been verified).
+        """
+        names = [f"atm:{topic_atm}"]
+        try:
+            claimed = qrtoken.decode(req.qr_token)[0]
+        except TokenError:
+            return names
+        return [*names, f"customer:{claimed.customer_id}", f"account:{claimed.account_id}"]
 
     def decider(self, req: AuthRequest, topic_atm: str) -> Callable[[Cursor], Decision]:
-        """The body of one authorization, to run inside a transaction."""
+        """The body of one authorization, to run inside a transaction (the token is checked now, outside)."""
         now = self.clock()
         now_ms = int(now * 1000)
+        token = self._check_token(req.qr_token, now)
+        day = business_day(now_ms, self.cfg.limits.day_utc_offset_hours)
 
         def fn(cur: Cursor) -> Decision:
             row = cur.one("SELECT response FROM requests WHERE request_id=?", (req.request_id,))
             if row is not None:
                 stored = str(row[0])
                 return Decision(AuthResponse.model_validate_json(stored), fresh=False, response_json=stored)
-            ctx = _Ctx(
-                cur, req, topic_atm, now, now_ms, business_day(now_ms, self.cfg.limits.day_utc_offset_hours)
-            )
+            ctx = _Ctx(cur, req, topic_atm, now, now_ms, day, token)
             try:
                 response = self._decide(ctx)
             except _DeclineError as d:
@@ -136,18 +167,12 @@ class Bank:
         ):
             self._alarm(ctx, "attempts_exceeded", "atm", ctx.topic_atm)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
-        try:
-            decoded = qrtoken.decode(
-                req.qr_token
-            )  # parsed once: the precheck and the signature check share it
-        except TokenError as exc:
-            raise _DeclineError(Reason.TOKEN_FORGED) from exc
-        state = self._precheck(ctx, decoded[0])
-        try:
-            token = qrtoken.check(*decoded, self.token_keys, ctx.now, cfg.tokens.clock_skew_s)
-        except TokenError as exc:
-            expired = exc.reason == qrtoken.EXPIRED
-            raise _DeclineError(Reason.TOKEN_EXPIRED if expired else Reason.TOKEN_FORGED) from exc
+        if ctx.token.claimed is None:
+            raise _DeclineError(Reason.TOKEN_FORGED)
+        state = self._precheck(ctx, ctx.token.claimed)
+        token = ctx.token.verified
+        if token is None:
+            raise _DeclineError(ctx.token.reason or Reason.TOKEN_FORGED)
         customer, account = str(token.customer_id), str(token.account_id)
         self._check_rate(ctx, customer, account)
         # Single use: the nonce is spent by the first attempt that reaches this point, whatever its outcome.
@@ -175,13 +200,26 @@ class Bank:
         notes = self._check_amount(ctx, atm, token)
         return self._approve(ctx, atm, token, notes)
 
+    def _check_token(self, text: str, now: float) -> _TokenCheck:
+        """Decode the token and check its signature and expiry (pure: no database)."""
+        try:
+            decoded = qrtoken.decode(text)
+        except TokenError:
+            return _TokenCheck(None, None, Reason.TOKEN_FORGED)
+        try:
+            token = qrtoken.check(*decoded, self.token_keys, now, self.cfg.tokens.clock_skew_s)
+        except TokenError as exc:
+            reason = Reason.TOKEN_EXPIRED if exc.reason == qrtoken.EXPIRED else Reason.TOKEN_FORGED
+            return _TokenCheck(decoded[0], None, reason)
+        return _TokenCheck(decoded[0], token, None)
+
     def _precheck(self, ctx: _Ctx, claimed: qrtoken.WithdrawalToken) -> abuse.Standing:
-        """Before the costly signature check: is the customer the token names locked or too quick?
+        """Before the token's verdict is used: is the customer the token names locked or too quick?
 
         Read-only for the customer (an unverified token changes nothing of theirs); a too-quick attempt
-        is counted against the ATM it came from, whose identity the broker vouches for. Under a flood
-        this turns most attempts away without any public-key work. Returns what it read, which the
-        rest of the decision reuses (nothing changes it before then: the signature check is pure).
+        is counted against the ATM it came from, whose identity the broker vouches for. A locked or
+        hurried customer is told so whatever the token's verdict. Returns what it read, which the rest
+        of the decision reuses.
         """
         cur, now_ms = ctx.cur, ctx.now_ms
         state = abuse.standing(cur, str(claimed.customer_id), str(claimed.account_id), ctx.day)
@@ -203,8 +241,8 @@ class Bank:
     def _check_rate(self, ctx: _Ctx, customer: str, account: str) -> None:
         """Count the verified customer's and account's attempts (lockouts and interval: _precheck)."""
         cfg, cur, now_ms = self.cfg.abuse, ctx.cur, ctx.now_ms
-        n_customer = abuse.bump_attempt(cur, "customer", customer, ctx.day, now_ms)
-        n_account = abuse.bump_attempt(cur, "account", account, ctx.day, now_ms)
+        counts = abuse.bump_attempts(cur, [("customer", customer), ("account", account)], ctx.day, now_ms)
+        n_customer, n_account = counts["customer"], counts["account"]
         if n_customer > cfg.max_attempts_customer_day:
             self._alarm(ctx, "attempts_exceeded", "customer", customer)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
@@ -250,12 +288,14 @@ class Bank:
         used = "COALESCE(SUM(CASE WHEN state='debited' THEN debited ELSE amount END), 0)"
         live = "state IN ('reserved', 'debited', 'suspect')"
         row = cur.one(
-            f"SELECT {used} FROM txns WHERE customer_id=? AND day=? AND {live}", (token.customer_id, ctx.day)
+            f"SELECT (SELECT {used} FROM txns WHERE customer_id=? AND day=? AND {live}), "
+            f"(SELECT {used} FROM txns WHERE account_id=? AND {live})",
+            (token.customer_id, ctx.day, token.account_id),
         )
-        if int(row[0] if row else 0) + amount > limits.per_customer_day_yuan:
+        customer_today, account_total = (int(row[0]), int(row[1])) if row else (0, 0)
+        if customer_today + amount > limits.per_customer_day_yuan:
             raise _DeclineError(Reason.LIMIT_DAILY)
-        row = cur.one(f"SELECT {used} FROM txns WHERE account_id=? AND {live}", (token.account_id,))
-        if int(row[0] if row else 0) + amount > limits.per_account_total_yuan:
+        if account_total + amount > limits.per_account_total_yuan:
             raise _DeclineError(Reason.LIMIT_ACCOUNT_TOTAL)
         if [c.denomination for c in req.cassettes] != atm.denominations:
             raise _DeclineError(Reason.CANNOT_DISPENSE)

@@ -1,11 +1,12 @@
 """The bank database: one SQL schema on SQLite (WAL, default) or PostgreSQL (production), atomic runs."""
 
 import fcntl
+import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -55,7 +56,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS alarms_once ON alarms (kind, scope, subject, d
 
 
 class Cursor(Protocol):
-    """What the bank's logic needs from a transaction: run SQL with '?' placeholders."""
+    """What the bank's logic needs from a transaction: run SQL with '?' placeholders.
+
+    `for_update` is the row-lock clause to append to a SELECT of rows the transaction will change
+    ("" on SQLite, whose writers are serialised whole; " FOR UPDATE" on PostgreSQL).
+    """
+
+    for_update: str
 
     def q(self, sql: str, params: Params = ()) -> list[Row]: ...
     def one(self, sql: str, params: Params = ()) -> Row | None: ...
@@ -63,13 +70,57 @@ class Cursor(Protocol):
 
 
 class Database(Protocol):
-    """A bank database backend."""
+    """A bank database backend.
+
+    `locks` names what a transaction decides about ("atm:ATM0001", "customer:42", "txn:<hex>"): the
+    backend holds an exclusive lock on each name from the start of the transaction to its end, taken
+    in one global order so two transactions can never deadlock on them. Every row the bank changes
+    belongs to one of those subjects, so transactions about different subjects run in parallel and
+    those about the same subject queue (on PostgreSQL; SQLite runs one writer at a time anyway).
+    """
 
     kind: str
 
-    def run(self, fn: Callable[[Cursor], T]) -> T: ...
-    def run_batch(self, fns: Sequence[Callable[[Cursor], T]]) -> list[T | Exception]: ...
+    def run(self, fn: Callable[[Cursor], T], locks: Iterable[str] = ()) -> T: ...
+    def run_batch(
+        self, fns: Sequence[Callable[[Cursor], T]], locks: Iterable[str] = ()
+    ) -> list[T | Exception]: ...
     def close(self) -> None: ...
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for a lock name (PostgreSQL advisory locks take a bigint)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _batch(
+    run: Callable[[Callable[[Cursor], list[T | Exception]], Iterable[str]], list[T | Exception]],
+    fns: Sequence[Callable[[Cursor], T]],
+    locks: Iterable[str],
+    on_error: type[Exception] | tuple[type[Exception], ...],
+) -> list[T | Exception]:
+    """All fns in one transaction; each is atomic on its own.
+
+    First without savepoints (two statements fewer per item: on PostgreSQL two round trips): when every
+    fn succeeds, that is the answer. When one raises, the transaction is rolled back whole, nothing was
+    committed, and the batch runs again with each fn in its own SAVEPOINT, so the failing one is undone
+    alone and returned as its result. The fns can run twice: they decide from the database and their
+    closure, and nothing they produce leaves the worker before the commit.
+    """
+    names = list(locks)
+
+    def plain(cur: Cursor) -> list[T | Exception]:
+        return [fn(cur) for fn in fns]
+
+    def isolated(cur: Cursor) -> list[T | Exception]:
+        return _savepoints(cur, fns, on_error)
+
+    try:
+        return run(plain, names)
+    except on_error:
+        raise
+    except Exception:
+        return run(isolated, names)
 
 
 def _savepoints(
@@ -96,6 +147,8 @@ def _savepoints(
 
 
 class _SqliteCursor:
+    for_update = ""
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._c = conn
 
@@ -144,7 +197,8 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {path}: {exc}") from exc
 
-    def run(self, fn: Callable[[Cursor], T]) -> T:
+    def run(self, fn: Callable[[Cursor], T], locks: Iterable[str] = ()) -> T:
+        """One transaction (named locks are implied: SQLite admits one writer at a time)."""
         with self._lock:
             fcntl.flock(self._lockfd, fcntl.LOCK_EX)
             try:
@@ -152,13 +206,11 @@ class SqliteDatabase:
             finally:
                 fcntl.flock(self._lockfd, fcntl.LOCK_UN)
 
-    def run_batch(self, fns: Sequence[Callable[[Cursor], T]]) -> list[T | Exception]:
-        """All fns in one transaction (one commit: group commit), each in its own savepoint."""
-
-        def body(cur: Cursor) -> list[T | Exception]:
-            return _savepoints(cur, fns, sqlite3.OperationalError)
-
-        return self.run(body)
+    def run_batch(
+        self, fns: Sequence[Callable[[Cursor], T]], locks: Iterable[str] = ()
+    ) -> list[T | Exception]:
+        """All fns in one transaction (one commit: group commit), each atomic on its own (see _batch)."""
+        return _batch(self.run, fns, locks, sqlite3.OperationalError)
 
     def _run_locked(self, fn: Callable[[Cursor], T]) -> T:
         try:
@@ -182,6 +234,8 @@ class SqliteDatabase:
 
 
 class _PgCursor:
+    for_update = " FOR UPDATE"
+
     def __init__(self, cur: Any) -> None:
         self._c = cur
 
@@ -201,13 +255,23 @@ class _PgCursor:
 
 
 class PostgresDatabase:
-    """PostgreSQL with SERIALIZABLE transactions, retried on serialization failures."""
+    """PostgreSQL under READ COMMITTED with named advisory locks per subject (see Database).
+
+    Why not SERIALIZABLE: every authorization reads the customer's and the account's limits and then
+    writes a reservation, the classic write-skew shape, so under load most concurrent transactions were
+    aborted and retried (measured: 234-349 auth/s, p99 121-647 ms for 1-4 workers). Here a transaction
+    first takes transaction-scoped advisory locks on every subject it decides about (ATM, customer,
+    account, transaction), all at once and in key order; each later statement sees what was committed
+    before it ran, so the limit sums include every reservation of the same customer and account.
+    Deadlocks (possible only on rows outside the named subjects) and unique-index races still retry.
+    """
 
     kind = "postgres"
     _RETRIES = 50
 
     def __init__(self, dsn: str) -> None:
-        self.conflicts = 0  # transactions rolled back and retried (serialization failures, deadlocks)
+        self.dsn = dsn
+        self.conflicts = 0  # transactions rolled back and retried (deadlocks, unique-index races)
         import psycopg
 
         self._psycopg = psycopg
@@ -219,15 +283,18 @@ class PostgresDatabase:
                     if stmt.strip():
                         cur.execute(stmt)  # pyright: ignore[reportArgumentType]
             self._conn.commit()
-            self._conn.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
+            self._conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         except psycopg.Error as exc:
             raise StoreError(f"postgres: {exc}") from exc
 
-    def run(self, fn: Callable[[Cursor], T]) -> T:
+    def run(self, fn: Callable[[Cursor], T], locks: Iterable[str] = ()) -> T:
         errors = self._psycopg.errors
+        keys = sorted({lock_key(name) for name in locks})
         for attempt in range(self._RETRIES):
             try:
                 with self._conn.cursor() as cur:
+                    if keys:  # one round trip; unnest keeps the array's (sorted) order
+                        cur.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
                     result = fn(_PgCursor(cur))
                 self._conn.commit()
                 return result
@@ -241,17 +308,15 @@ class PostgresDatabase:
             except BaseException:
                 self._conn.rollback()
                 raise
-        raise StoreError("postgres: too many serialization retries")
+        raise StoreError("postgres: too many retries (deadlocks or unique-index races)")
 
-    def run_batch(self, fns: Sequence[Callable[[Cursor], T]]) -> list[T | Exception]:
-        """All fns in one transaction, each in a savepoint; a serialization conflict retries the batch."""
+    def run_batch(
+        self, fns: Sequence[Callable[[Cursor], T]], locks: Iterable[str] = ()
+    ) -> list[T | Exception]:
+        """All fns in one transaction under the union of their locks, each atomic on its own (see _batch)."""
         errors = self._psycopg.errors
         conflicts = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
-
-        def body(cur: Cursor) -> list[T | Exception]:
-            return _savepoints(cur, fns, conflicts)
-
-        return self.run(body)
+        return _batch(self.run, fns, locks, conflicts)
 
     def close(self) -> None:
         self._conn.close()

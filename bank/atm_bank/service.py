@@ -85,6 +85,7 @@ class BankWorker:
         self.connected = threading.Event()
         self.on_handled: Callable[[str], None] | None = None
         self.batches: Counter[int] = Counter()  # batch size -> how many (for the benchmark and tests)
+        self._reply_props = _props(MessageExpiryInterval=RESPONSE_EXPIRY_S)
         self._inbox: queue.SimpleQueue[mqtt.MQTTMessage | None] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         # manual_ack: the PUBACK for a request goes out only after its decision is committed and answered.
@@ -255,18 +256,22 @@ class BankWorker:
 
     def _decide(self, jobs: list[_Job]) -> None:
         """Every job's decision, one transaction per database (the bank and settler share one in a worker)."""
-        by_db: dict[int, tuple[Database, list[tuple[_Job, Callable[[Cursor], Any]]]]] = {}
+        by_db: dict[int, tuple[Database, list[tuple[_Job, Callable[[Cursor], Any]]], list[str]]] = {}
         for job in jobs:
             if job.auth is not None:
                 db, fn = self.bank.db, self.bank.decider(job.auth, job.atm)
+                locks = self.bank.locks_for(job.auth, job.atm)
             elif job.report is not None:
                 db, fn = self.settler.db, self.settler.settler(job.report, job.atm)
+                locks = self.settler.locks_for(job.report, job.atm)
             else:
                 continue
-            by_db.setdefault(id(db), (db, []))[1].append((job, fn))
-        for db, work in by_db.values():
+            entry = by_db.setdefault(id(db), (db, [], []))
+            entry[1].append((job, fn))
+            entry[2].extend(locks)
+        for db, work, locks in by_db.values():
             try:
-                results: list[Any] = list(db.run_batch([fn for _, fn in work]))
+                results: list[Any] = list(db.run_batch([fn for _, fn in work], locks))
             except Exception as exc:  # the whole transaction failed: nothing was committed, nothing answered
                 log.error("%s: batch of %d failed: %s", self.name, len(work), exc)
                 results = [exc] * len(work)
@@ -305,7 +310,9 @@ class BankWorker:
             and "#" not in wanted
         ):
             topic = wanted
-        props = _props(MessageExpiryInterval=RESPONSE_EXPIRY_S)
+        # One Properties object for every answer: paho packs it into the packet inside publish(), and
+        # only this (database) thread answers. Building a fresh one cost ~35 us a message (measured).
+        props = self._reply_props if corr else _props(MessageExpiryInterval=RESPONSE_EXPIRY_S)
         if corr:
             props.CorrelationData = corr
         self.client.publish(topic, body, qos=1, properties=props)

@@ -72,7 +72,12 @@ class Settler:
 
     def settle(self, msg: TxnReport, topic_atm: str) -> TxnResult:
         """Apply one report in its own transaction."""
-        return self.db.run(self.settler(msg, topic_atm))
+        return self.db.run(self.settler(msg, topic_atm), self.locks_for(msg, topic_atm))
+
+    @staticmethod
+    def locks_for(msg: TxnReport, topic_atm: str) -> list[str]:
+        """The subjects a settlement changes: the transaction (its row and its ledger entries)."""
+        return [f"txn:{msg.txid}"]
 
     def settler(self, msg: TxnReport, topic_atm: str) -> Callable[[Cursor], TxnResult]:
         """The body of one settlement, to run inside a transaction (alone or in a worker's batch)."""
@@ -88,7 +93,8 @@ class Settler:
             return TxnResult(txid=msg.txid, outcome="rejected", detail=why)
 
         row = cur.one(
-            "SELECT atm_id, account_id, amount, notes, command_nonce, state, debited FROM txns WHERE txid=?",
+            "SELECT atm_id, account_id, amount, notes, command_nonce, state, debited FROM txns WHERE txid=?"
+            + cur.for_update,
             (msg.txid,),
         )
         if row is None:
@@ -140,12 +146,15 @@ class Settler:
         """Reservations with no final report after older_than_s become suspect (cash may have left)."""
         now_ms = int(self.clock() * 1000)
         cutoff = now_ms - int(older_than_s * 1000)
+        stale = "SELECT txid, atm_id, account_id, amount FROM txns WHERE state='reserved' AND created_ms < ?"
+        candidates = self.db.run(lambda cur: [str(r[0]) for r in cur.q(stale, (cutoff,))])
+        if not candidates:
+            return []
 
         def fn(cur: Cursor) -> list[str]:
-            rows = cur.q(
-                "SELECT txid, atm_id, account_id, amount FROM txns WHERE state='reserved' AND created_ms < ?",
-                (cutoff,),
-            )
+            # Under the candidates' locks; the state is read again: a report may have settled one meanwhile.
+            marks = ",".join("?" * len(candidates))
+            rows = cur.q(f"{stale} AND txid IN ({marks}){cur.for_update}", (cutoff, *candidates))
             for txid, atm_id, account_id, amount in rows:
                 ledger.to_suspense(
                     cur,
@@ -158,14 +167,16 @@ class Settler:
                 cur.x("UPDATE txns SET state='suspect', settled_ms=? WHERE txid=?", (now_ms, txid))
             return [str(r[0]) for r in rows]
 
-        return self.db.run(fn)
+        return self.db.run(fn, [f"txn:{txid}" for txid in candidates])
 
     def reconcile(self, txid: str, paid_yuan: int) -> TxnResult:
         """Operator settlement of a suspect transaction from the cash count / device journal."""
         now_ms = int(self.clock() * 1000)
 
         def fn(cur: Cursor) -> TxnResult:
-            row = cur.one("SELECT atm_id, account_id, amount, state FROM txns WHERE txid=?", (txid,))
+            row = cur.one(
+                "SELECT atm_id, account_id, amount, state FROM txns WHERE txid=?" + cur.for_update, (txid,)
+            )
             if row is None or str(row[3]) != "suspect":
                 raise StoreError(f"transaction {txid} is not suspect")
             amount = int(row[2])
@@ -187,4 +198,4 @@ class Settler:
             )
             return TxnResult(txid=txid, outcome=outcome, debited_yuan=paid_yuan)
 
-        return self.db.run(fn)
+        return self.db.run(fn, [f"txn:{txid}"])

@@ -18,6 +18,10 @@ from .db import open_database
 from .service import BankWorker
 from .settle import Settler
 
+# The database thread gives up the GIL in every SQLite call; with the default 5 ms switch interval it then
+# waited up to 5 ms for the MQTT thread to hand it back, while holding the database's write lock.
+SWITCH_INTERVAL_S = 0.0005
+
 
 def _broker(args: argparse.Namespace) -> BrokerSettings:
     return BrokerSettings(
@@ -38,6 +42,7 @@ def _exit_now(signum: int, frame: object) -> None:
 def run_worker(index: int, args: argparse.Namespace) -> None:
     """Body of one worker process."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(message)s")
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     cfg = load_config(args.config)
     key = signing.load(args.signing_key)
     pub = {args.key_id: key.public_key()}

@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import platform
 import selectors
 import socket
 import statistics
@@ -339,8 +340,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _phase(swarm: Swarm, reqs: list[Outgoing], concurrency: int, rate: float) -> dict[str, float]:
+    """One measured load phase: throughput and latency percentiles."""
+    swarm.latencies.clear()
+    swarm.approved = 0
+    elapsed = swarm.run(reqs, concurrency, rate)
+    lat = swarm.latencies
+    return {
+        "answered": len(lat),
+        "approved": swarm.approved,
+        "auth_per_s": len(lat) / elapsed,
+        "p50_ms": statistics.median(lat) * 1000 if lat else float("nan"),
+        "p99_ms": percentile(lat, 0.99) * 1000,
+        "elapsed_s": elapsed,
+    }
+
+
 def run_once(args: argparse.Namespace, workers: int, base: Path, backend: str, pg: Postgres | None) -> Row:
-    """One row of the table: a fresh broker and database, `workers` worker processes, one load run."""
+    """One row of the table: a fresh broker and database, `workers` worker processes, two load phases.
+
+    Saturation: closed loop, `concurrency` requests kept in flight, the most the bank answers per second.
+    Target rate: open loop at `rate` per second on a fixed schedule (how a fleet's traffic arrives),
+    latency from each request's scheduled time, so queueing in the bank is never hidden (no coordinated
+    omission). The target holds when the open loop keeps up and its p99 stays within 50 ms.
+    """
     folder = base / f"{backend}-w{workers}"
     broker = Mosquitto(folder / "broker", persistence=True)
     broker.start()
@@ -357,33 +380,37 @@ def run_once(args: argparse.Namespace, workers: int, base: Path, backend: str, p
         setup.db_url += f"?synchronous={args.sqlite_sync}"
     procs = start_workers(setup, broker.port, workers)
     try:
-        reqs = make_requests(setup, args.requests + args.warmup)
+        n, w = args.requests, args.warmup
+        reqs = make_requests(setup, w + 2 * n)
         swarm = Swarm(broker.port, [a for a, _ in setup.atms])
         prepared = swarm.prepare(reqs)
-        swarm.run(prepared[: args.warmup], args.concurrency)
-        swarm.latencies.clear()
-        swarm.approved = 0
+        swarm.run(prepared[:w], args.concurrency)
         server = pg.all_pids() if pg is not None else []
         cpu0 = {pid: cpu_seconds(pid) for pid in [p.pid for p in procs] + server}
         b0 = cpu_seconds(broker.pid or 0)
         me0 = sum(os.times()[:2])
-        elapsed = swarm.run(prepared[args.warmup :], args.concurrency, args.rate)
+        saturation = _phase(swarm, prepared[w : w + n], args.concurrency, 0.0)
+        elapsed = saturation["elapsed_s"]
         wcpu = sum(cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
         dbcpu = sum(cpu_seconds(pid) - cpu0[pid] for pid in server)
         bcpu = cpu_seconds(broker.pid or 0) - b0
         mecpu = sum(os.times()[:2]) - me0
-        done = len(swarm.latencies)
+        target = _phase(swarm, prepared[w + n :], args.concurrency, args.rate)
         swarm.close()
         row: Row = {
             "backend": backend,
             "workers": workers,
             "atms": args.atms,
-            "requests": args.requests,
-            "answered": done,
-            "approved": swarm.approved,
-            "auth_per_s": done / elapsed,
-            "p50_ms": statistics.median(swarm.latencies) * 1000 if done else float("nan"),
-            "p99_ms": percentile(swarm.latencies, 0.99) * 1000,
+            "requests": n,
+            "max_auth_per_s": saturation["auth_per_s"],
+            "max_p50_ms": saturation["p50_ms"],
+            "max_p99_ms": saturation["p99_ms"],
+            "offered_per_s": args.rate,
+            "auth_per_s": target["auth_per_s"],
+            "p50_ms": target["p50_ms"],
+            "p99_ms": target["p99_ms"],
+            "answered": saturation["answered"] + target["answered"],
+            "approved": saturation["approved"] + target["approved"],
             "broker_cpu_pct": 100 * bcpu / elapsed,
             "workers_cpu_pct": 100 * wcpu / elapsed,
             "db_cpu_pct": 100 * dbcpu / elapsed,
@@ -418,11 +445,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_bank", description=__doc__)
     parser.add_argument("--atms", type=int, default=1000, help="simulated ATMs (one MQTT connection each)")
     parser.add_argument("--customers", type=int, default=500)
-    parser.add_argument("--requests", type=int, default=5000, help="measured authorizations per run")
+    parser.add_argument("--requests", type=int, default=5000, help="measured authorizations per phase")
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=32, help="closed loop: requests in flight at once")
     parser.add_argument(
-        "--rate", type=float, default=0.0, help="open loop: offered authorizations/s (0: closed loop)"
+        "--concurrency", type=int, default=32, help="saturation phase (closed loop): requests in flight"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=1000.0, help="target phase (open loop): offered authorizations/s"
     )
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker counts")
     parser.add_argument(
@@ -447,33 +476,37 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(run_once(args, n, Path(tmp), backend, pg))
                     r = rows[-1]
                     tag = f"{backend}, {n} worker{'s' if n > 1 else ''}"
-                    record("bank", f"authorizations/s, {tag}", r["auth_per_s"], None, "auth/s")
-                    record("bank", f"authorization latency, {tag}", r["p50_ms"], None, "ms",
-                           f"p99 {r['p99_ms']:.1f} ms (target 50)")  # fmt: skip
+                    record("bank", f"most authorizations/s, {tag}", r["max_auth_per_s"], None, "auth/s",
+                           f"closed loop, {args.concurrency} in flight")  # fmt: skip
+                    note = f"p99 {r['p99_ms']:.1f} ms (target 50); {r['auth_per_s']:.0f}/s answered"
+                    measure = f"latency at {args.rate:.0f}/s offered, {tag}"
+                    record("bank", measure, r["p50_ms"], None, "ms", note)
                     if args.json:
                         print(json.dumps(rows[-1]), flush=True)
             finally:
                 if pg is not None:
                     pg.stop()
     if not args.json:
-        load = f"open loop at {args.rate:.0f}/s offered" if args.rate else f"{args.concurrency} in flight"
         print(
-            f"bank load benchmark: {args.atms} ATMs, {args.requests} authorizations per run, {load}, "
-            f"SQLite synchronous={args.sqlite_sync}, PostgreSQL fsync=off, {os.cpu_count()} CPUs "
-            "(CPU % of one core)"
+            f"bank load benchmark: {args.atms} ATMs, {args.requests} authorizations per phase; saturation: "
+            f"closed loop, {args.concurrency} in flight; target: open loop at {args.rate:.0f}/s offered; "
+            f"SQLite synchronous={args.sqlite_sync}, PostgreSQL fsync=off; {platform.node()}, "
+            f"{os.cpu_count()} CPUs (CPU % of one core, saturation phase)"
         )
         head = (
-            f"{'db':>8} {'workers':>7} {'auth/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'answered':>8} "
-            f"{'approved':>8} {'broker%':>7} {'workers%':>8} {'pg%':>5} {'loadgen%':>8} {'batch':>5} "
-            f"{'retries':>7}"
+            f"{'db':>8} {'workers':>7} {'max/s':>6} {'p99':>6} | {'offered':>7} {'auth/s':>6} {'p50 ms':>6} "
+            f"{'p99 ms':>6} | {'approved':>8} {'broker%':>7} {'workers%':>8} {'pg%':>4} {'loadgen%':>8} "
+            f"{'batch':>5} {'retries':>7}"
         )
         print(head)
         for r in rows:
             print(
-                f"{r['backend']:>8} {r['workers']:>7} {r['auth_per_s']:>8.0f} {r['p50_ms']:>7.1f} "
-                f"{r['p99_ms']:>7.1f} {r['answered']:>8} {r['approved']:>8} {r['broker_cpu_pct']:>7.0f} "
-                f"{r['workers_cpu_pct']:>8.0f} {r['db_cpu_pct']:>5.0f} {r['loadgen_cpu_pct']:>8.0f} "
-                f"{r['mean_batch']:>5.1f} {r['db_conflicts']:>7}"
+                f"{r['backend']:>8} {r['workers']:>7} {r['max_auth_per_s']:>6.0f} {r['max_p99_ms']:>6.1f} | "
+                f"{r['offered_per_s']:>7.0f} {r['auth_per_s']:>6.0f} {r['p50_ms']:>6.1f} "
+                f"{r['p99_ms']:>6.1f} | "
+                f"{r['approved']:>8} {r['broker_cpu_pct']:>7.0f} {r['workers_cpu_pct']:>8.0f} "
+                f"{r['db_cpu_pct']:>4.0f} {r['loadgen_cpu_pct']:>8.0f} {r['mean_batch']:>5.1f} "
+                f"{r['db_conflicts']:>7}"
             )
     return 0
 
