@@ -4,6 +4,10 @@
   copies the firmware into it, compiled with mpy-cross, as `mpremote cp` would.
 - UART0: a pty. The interpreter gets the master end; the host opens the slave path with pyserial.
   The pty outlives the interpreter, so the host's port stays open across power cuts.
+- Pluggable (`pluggable=True`): the UART goes through a simulated USB-serial adapter instead, so the
+  port can be pulled out: `unplug()` closes the pty (the host sees EIO, the /dev/pts path disappears)
+  while the firmware keeps running (or loses power with it: `unplug(power_off=True)`); `replug()` makes
+  a new pty, at a new path, and re-points `stable_port`, a symlink like udev's /dev/serial/by-id names.
 - Pins and ADC: a TCP "board bus" on loopback, served here from the mechanics model.
 - Watchdog: kept here, outside the interpreter. A missed feed kills the process and restarts it with
   reset cause WDT_RESET; the flash image survives.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 import shutil
 import signal
 import socket
@@ -44,6 +49,133 @@ PWRON_RESET, WDT_RESET = 1, 3
 
 class SimError(Exception):
     """The simulated board could not be built or started."""
+
+
+def _raw_pty() -> tuple[int, int]:
+    """A raw pty pair (no echo, no line discipline) with a non-blocking master."""
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~termios.ECHO
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    os.set_blocking(master, False)
+    return master, slave
+
+
+class UsbSerialAdapter:
+    """The USB-serial adapter between the board's UART (a socket) and the host (a pty), pluggable.
+
+    Plugged: bytes are relayed both ways. Unplugged: there is no pty (the host's open port fails with
+    EIO and its path is gone) and what the board transmits is lost, as on a real unplugged cable.
+    `link` is the stable name (a symlink re-pointed at every plug, like udev's /dev/serial/by-id).
+    """
+
+    def __init__(self, board_side: socket.socket, link: Path) -> None:
+        self._board = board_side
+        self._board.setblocking(False)
+        self.link = link
+        self._master = -1
+        self._slave = -1
+        self.port = ""
+        self.plugs = 0
+        self.unplugs = 0
+        self.bytes_lost = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._start_pump()
+
+    @property
+    def plugged(self) -> bool:
+        return self._master >= 0
+
+    def _start_pump(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._pump, args=(self._master, self._stop), name="usb-adapter", daemon=True
+        )
+        self._thread.start()
+
+    def _stop_pump(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self._thread = None
+
+    def plug(self) -> str:
+        """Plug the cable in: a new pty (a new path), the stable link pointed at it; returns the path."""
+        with self._lock:
+            if self.plugged:
+                return self.port
+            self._stop_pump()
+            self._master, self._slave = _raw_pty()
+            self.port = os.ttyname(self._slave)
+            tmp = self.link.with_name(self.link.name + ".new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.port)
+            tmp.replace(self.link)  # atomic: the name never points at nothing while plugged
+            self.plugs += 1
+            self._start_pump()
+            return self.port
+
+    def unplug(self) -> None:
+        """Pull the cable: the pty is closed (host side: EIO, path gone) and the stable link removed."""
+        with self._lock:
+            if not self.plugged:
+                return
+            self._stop_pump()  # before closing: the pump must not touch a reused fd number
+            self.link.unlink(missing_ok=True)
+            for fd in (self._master, self._slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._master = self._slave = -1
+            self.port = ""
+            self.unplugs += 1
+            self._start_pump()  # keeps draining the board's transmissions into nothing
+
+    def close(self) -> None:
+        self.unplug()
+        with self._lock:
+            self._stop_pump()
+
+    def _pump(self, master: int, stop: threading.Event) -> None:
+        board = self._board.fileno()
+        while not stop.is_set():
+            fds = [board] if master < 0 else [board, master]
+            try:
+                ready, _, _ = select.select(fds, [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            for fd in ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                if fd == board and master < 0:
+                    self.bytes_lost += len(chunk)
+                    continue
+                try:
+                    _write_all(master if fd == board else board, chunk, stop)
+                except OSError:
+                    return
+
+
+def _write_all(fd: int, data: bytes, stop: threading.Event) -> None:
+    view = memoryview(data)
+    while view and not stop.is_set():
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 0.05)
+            continue
+        view = view[n:]
 
 
 def _tool(name: str) -> str:
@@ -88,6 +220,7 @@ class SimBoard:
         auto_restart: bool = True,
         seed: int = 1,
         baud: int | None = None,
+        pluggable: bool = False,
     ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="atm-sim-")) if workdir is None else workdir
@@ -103,8 +236,15 @@ class SimBoard:
         self._slave = -1
         self.baud = baud  # None: the pty's own speed; else a PacedWire at this baud rate
         self.wire: PacedWire | None = None
-        self._board_end: socket.socket | None = None  # the firmware's UART end, when paced
+        self._board_end: socket.socket | None = None  # the firmware's UART end, when paced or pluggable
         self.port = ""
+        self.pluggable = pluggable
+        self.usb: UsbSerialAdapter | None = None
+        self._mid: tuple[socket.socket, socket.socket] | None = None  # paced wire <-> adapter, when both
+        self._unplug_kind = ""
+        self._unplug_left = 0
+        self._unplug_power = False
+        self._unplugged_power = False
         self._server: socket.socket | None = None
         self._stop = threading.Event()
         self._lock = threading.RLock()
@@ -132,14 +272,18 @@ class SimBoard:
         if res.returncode != 0:
             raise SimError(f"flashing failed: {res.stdout}{res.stderr}")
 
+    @property
+    def stable_port(self) -> str:
+        """The port's stable name (a symlink, like /dev/serial/by-id/...): what a reopening host opens."""
+        if self.usb is None:
+            return self.port
+        return str(self.usb.link)
+
     def _open_pty(self) -> None:
-        master, slave = pty.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        attrs = termios.tcgetattr(slave)
-        attrs[3] &= ~termios.ECHO
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        os.set_blocking(master, False)
+        if self.pluggable:
+            self._open_usb()
+            return
+        master, slave = _raw_pty()
         self._master, self._slave = master, slave
         self.port = os.ttyname(slave)
         if self.baud is not None:
@@ -147,6 +291,73 @@ class SimBoard:
             board_end.setblocking(False)
             self._board_end = board_end
             self.wire = PacedWire(master, relay_end, self.baud).start()
+
+    def _open_usb(self) -> None:
+        """Board UART -> (paced wire) -> USB-serial adapter -> pty: the adapter can be unplugged."""
+        board_end, relay_end = socket.socketpair()
+        board_end.setblocking(False)
+        self._board_end = board_end
+        adapter_side = relay_end
+        if self.baud is not None:
+            wire_host, adapter_side = socket.socketpair()
+            wire_host.setblocking(False)
+            self._mid = (wire_host, adapter_side)
+            self.wire = PacedWire(wire_host.fileno(), relay_end, self.baud).start()
+        by_id = self.workdir / "dev" / "serial" / "by-id"
+        by_id.mkdir(parents=True, exist_ok=True)
+        link = by_id / f"usb-ATM_Sim_Dispenser_{self.unique_id}-if00"
+        self.usb = UsbSerialAdapter(adapter_side, link)
+        self.port = self.usb.plug()
+
+    # ----- the cable ---------------------------------------------------------------------------------
+    def unplug(self, power_off: bool = False) -> None:
+        """Pull the USB cable: the host loses the port. The firmware keeps running unless `power_off`
+        (a bus-powered board): then it stops mid-instruction like at a power cut."""
+        if self.usb is None:
+            raise SimError("unplug needs a board started with pluggable=True")
+        with self._lock:
+            if power_off:
+                self._kill()
+                self.power_cuts += 1
+                self._unplugged_power = True
+            self.usb.unplug()
+            self.port = ""
+
+    def replug(self) -> str:
+        """Plug the cable back in: a new pty (new path), `stable_port` re-pointed, power back if it went
+        with the cable (the board boots and reconciles). Returns the new pty path."""
+        if self.usb is None:
+            raise SimError("replug needs a board started with pluggable=True")
+        with self._lock:
+            self.port = self.usb.plug()
+            if self._unplugged_power:
+                self._unplugged_power = False
+                self.power_on()
+            return self.port
+
+    @property
+    def plugged(self) -> bool:
+        return self.usb is None or self.usb.plugged
+
+    def unplug_at(self, kind: str, k: int, power_off: bool = False) -> None:
+        """Arm an unplug at the k-th (1-based) 'pin' write or 'flash' block write from now."""
+        if kind not in ("pin", "flash") or k < 1:
+            raise ValueError("kind must be 'pin' or 'flash' and k >= 1")
+        if self.usb is None:
+            raise SimError("unplug_at needs a board started with pluggable=True")
+        with self._lock:
+            self._unplug_kind, self._unplug_left, self._unplug_power = kind, k, power_off
+
+    def _tick_unplug(self, kind: str) -> bool:
+        """True when an armed unplug that also cut the power fired here (the write never completes)."""
+        if self._unplug_kind != kind or self._unplug_left <= 0:
+            return False
+        self._unplug_left -= 1
+        if self._unplug_left > 0:
+            return False
+        self._unplug_kind = ""
+        self.unplug(self._unplug_power)
+        return self._unplug_power
 
     def _uart_fd(self) -> int:
         return self._board_end.fileno() if self._board_end is not None else self._master
@@ -254,6 +465,10 @@ class SimBoard:
             self._server.close()
         if self.wire is not None:
             self.wire.stop()
+        if self.usb is not None:
+            self.usb.close()
+        for sock in self._mid or ():
+            sock.close()
         if self._board_end is not None:
             self._board_end.close()
         for fd in (self._master, self._slave):
@@ -331,7 +546,7 @@ class SimBoard:
         with self._lock:
             if op == OP_WRITE:
                 self.pin_writes += 1
-                if self._tick_cut("pin"):
+                if self._tick_cut("pin") or self._tick_unplug("pin"):
                     return None
                 mech.write(pin, value, now)
                 return 0
@@ -348,7 +563,7 @@ class SimBoard:
                 return 0
             if op == OP_FLASH:
                 self.flash_writes += 1
-                if self._tick_cut("flash"):
+                if self._tick_cut("flash") or self._tick_unplug("flash"):
                     return None
                 return 0
             if op == OP_RESET_CAUSE:

@@ -12,10 +12,11 @@ from atm_sim.control import ControlServer, control
 
 
 def _run(args: argparse.Namespace) -> int:
-    with SimBoard(baud=args.baud) as board:
+    with SimBoard(baud=args.baud, pluggable=args.pluggable) as board:
         board.mech.load([int(x) for x in args.load.split(",")])
         ctl = ControlServer(board, args.control_port).start()
-        print(f"simulated dispenser running; serial port: {board.port}; control port: {ctl.port}", flush=True)
+        port = board.stable_port if args.pluggable else board.port
+        print(f"simulated dispenser running; serial port: {port}; control port: {ctl.port}", flush=True)
         print(
             "  drive it with: ./atm sim ctl --port PORT take|state|jam|door --on true|power_cut|...",
             flush=True,
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--auto-take", action="store_true", help="the customer takes presented notes at once")
         p.add_argument("--baud", type=int, default=None, help="pace the UART at this baud rate")
         p.add_argument("--control-port", type=int, default=0, help="control channel port (0: any free)")
+        p.add_argument(
+            "--pluggable",
+            action="store_true",
+            help="behind a simulated USB-serial adapter: `ctl unplug` / `ctl replug`; prints the stable name",
+        )
     ctl = sub.add_parser("ctl", help="send one control request to a running board")
     ctl.add_argument("--port", type=int, required=True, help="the board's control port")
     ctl.add_argument("op", help="state, load, take, double_pick, pick_failure, jam, clear_jam, door, ...")

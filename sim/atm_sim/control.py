@@ -68,6 +68,20 @@ def _operations(board: SimBoard) -> dict[str, Callable[[dict[str, Any]], object]
         faults.jam_on_sensor = _int(req, "count", 1)
         return None
 
+    def unplug(req: dict[str, Any]) -> object:
+        power = req.get("power_off", False)
+        if not isinstance(power, bool):
+            raise ControlError("'power_off' must be true or false")
+        if board.usb is None:
+            raise ControlError("the board was not started with pluggable=True")
+        board.unplug(power)
+        return {"stable_port": board.stable_port}
+
+    def replug(req: dict[str, Any]) -> object:
+        if board.usb is None:
+            raise ControlError("the board was not started with pluggable=True")
+        return {"port": board.replug(), "stable_port": board.stable_port}
+
     return {
         "state": lambda req: None,
         "load": load,
@@ -81,6 +95,8 @@ def _operations(board: SimBoard) -> dict[str, Callable[[dict[str, Any]], object]
         "power_cut": lambda req: board.power_cut(),
         "power_on": lambda req: board.power_on(),
         "hang": lambda req: board.hang(),
+        "unplug": unplug,
+        "replug": replug,
     }
 
 
