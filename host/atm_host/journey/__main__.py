@@ -1,8 +1,9 @@
 """`python -m atm_host.journey --config /etc/atm/host.json`: the ATM host service (journey + screen).
 
-Builds the real parts from one validated config: the dispenser link (serial port), the bank link (MQTT,
-TLS), the camera, the face pipeline, the journey and the screen; tells systemd when it is ready and
-feeds systemd's watchdog while the journey thread is alive (Type=notify, WatchdogSec=).
+Builds the real parts from one validated config: the dispenser link (serial port, reopened with backoff
+whenever it is lost), the bank link (MQTT, TLS), the camera, the face pipeline, the journey and the
+screen; tells systemd when it is ready and feeds systemd's watchdog while the journey thread is alive
+(Type=notify, WatchdogSec=). A dispenser absent at start leaves the ATM out of service until it answers.
 """
 
 import argparse
@@ -20,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from atm_host.banklink.client import BankLink
 from atm_host.banklink.outbox import Outbox
 from atm_host.banklink.settings import LinkSettings
-from atm_host.link import DispenserClient
+from atm_host.link import LinkError
+from atm_host.link.reconnect import ReconnectingDispenser, serial_factory
 from atm_host.screen.server import ScreenServer
 from atm_host.vision.config import VisionConfig
 from atm_host.vision.pipeline import FacePipeline
@@ -37,8 +39,18 @@ class HostConfig(BaseModel):
     """The host service's whole configuration (one JSON file, /etc/atm/host.json)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    serial_port: str = Field(default="/dev/ttyAMA0", description="Dispenser UART (or socket://host:port).")
+    serial_port: str = Field(
+        default="/dev/ttyAMA0",
+        description="Dispenser UART: a stable name (USB: the udev symlink /dev/atm-dispenser), or socket://.",
+    )
     baudrate: int = Field(default=115200, description="UART speed (115200 or 921600).")
+    reopen_first_s: float = Field(
+        default=0.2, gt=0, le=10, description="A lost dispenser port is reopened after this, doubling..."
+    )
+    reopen_max_s: float = Field(default=5.0, gt=0, le=60, description="...up to this between attempts.")
+    connect_wait_s: float = Field(
+        default=10.0, ge=0, le=300, description="Wait this long at start for the dispenser before going on."
+    )
     camera: str = Field(default="picamera2", description="picamera2, cv2:<index|file> or folder:<path>.")
     state_dir: Path = Field(default=Path("/var/lib/atm"), description="Outbox and pending reports live here.")
     screen_host: str = Field(default="127.0.0.1", description="Screen server address (kiosk on the Pi).")
@@ -79,18 +91,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    client = DispenserClient.connect(cfg.serial_port, cfg.baudrate, timeout=10)
-    info = client.cassette_info()
-    cassettes = [
-        Cassette(denomination=d, count=c) for d, c in zip(info.denominations, info.counts, strict=True)
-    ]
+    if cfg.reopen_max_s < cfg.reopen_first_s:
+        print("error: reopen_max_s must be >= reopen_first_s", file=sys.stderr)
+        return 2
+    dispenser = ReconnectingDispenser(
+        serial_factory(cfg.serial_port, cfg.baudrate), first_s=cfg.reopen_first_s, max_s=cfg.reopen_max_s
+    )
+    try:
+        info = dispenser.connect(cfg.connect_wait_s).cassette_info()
+        cassettes = [
+            Cassette(denomination=d, count=c) for d, c in zip(info.denominations, info.counts, strict=True)
+        ]
+    except LinkError as exc:  # the journey starts out of service and comes back when the port opens
+        log.error("dispenser %s not answering at start: %s", cfg.serial_port, exc)
+        cassettes = [Cassette(denomination=1, count=0, status="missing") for _ in range(4)]
     link = BankLink(cfg.bank, Outbox(cfg.state_dir / "outbox.db"), cassettes)
     link.start()
     camera = open_source(cfg.camera)
     journey = Journey(
         cfg.journey,
         camera,
-        client,
+        dispenser,
         link,
         FacePipeline(cfg.vision),
         pending_path=cfg.state_dir / "pending.json",
@@ -113,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         journey.stop()
         link.stop()
         camera.close()
-        client.close()
+        dispenser.close()
     return 0
 
 

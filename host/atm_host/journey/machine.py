@@ -26,19 +26,18 @@ from atm_wire import messages as m
 
 from atm_host.banklink.errors import BankLinkError, BankTimeoutError, OfflineCheckError
 from atm_host.banklink.offline import check_amount, check_token
-from atm_host.link.errors import LinkError
-from atm_host.link.results import CassetteInfo, Report
+from atm_host.link.errors import CommandFailed, CommandRejected, LinkClosed, LinkError, PortError
+from atm_host.link.results import CassetteInfo, Hello, Report
 from atm_host.vision.challenge import Challenge, ChallengeState, random_challenge
 from atm_host.vision.errors import MultipleFacesError, NoFaceError, QualityError, VisionError
 from atm_host.vision.frame import Frame
 from atm_host.vision.liveness import Verdict
-from atm_host.vision.pipeline import FacePipeline
 from atm_host.vision.qr import decode
 
 from . import messages as msg
 from .config import JourneyConfig
 from .errors import Cancelled, JourneyError, Refused, StepTimeout
-from .ports import Bank, Camera, Dispenser
+from .ports import Bank, Camera, Dispenser, FacePipe, LinkCounters
 from .states import CANCELLABLE, STEP, TRANSITIONS, Snapshot, State, Timings
 
 log = logging.getLogger("atm_host.journey")
@@ -47,6 +46,15 @@ TEMPLATE_VERSION = 1  # face template format the bank enrols and compares (atm_b
 QR_PREFIX = "ATM1:"  # phone withdrawal tokens (docs/bank.md)
 SAME_TOKEN_IGNORE_S = 60.0  # a token still in view after its journey is not read again for this long
 KEYS = frozenset("0123456789") | {"back", "clear", "ok"}
+# Errors that mean the dispenser's port itself is gone (unplugged, re-enumerated, reader thread dead).
+LINK_LOST = (PortError, LinkClosed)
+
+
+class _NotStarted:
+    """The MCU never began a transaction (its journal does not know the txid and the nonce is burnt)."""
+
+
+NOT_STARTED = _NotStarted()
 
 
 @dataclass
@@ -129,7 +137,7 @@ class Journey:
         camera: Camera,
         dispenser: Dispenser,
         bank: Bank,
-        pipeline: FacePipeline,
+        pipeline: FacePipe,
         *,
         pending_path: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -154,6 +162,8 @@ class Journey:
             "cancelled": 0,
             "timeouts": 0,
             "faults": 0,
+            "link_lost": 0,
+            "link_restored": 0,
         }
         self.bank_results: dict[str, TxnResult] = {}
         self._cond = threading.Condition()
@@ -174,6 +184,9 @@ class Journey:
         self._cassettes: CassetteInfo | None = None
         self._entered_at = clock()
         self._deadline: float | None = None
+        self._link_lost = False
+        self._synced_hello: Hello | None = None  # the hello the MCU was last configured under
+        self._versions_sent: tuple[str, int] | None = None
         bank.on_command = self._on_command
         bank.on_txn_result = self._on_txn_result
         missing = {s.value for s in State} - set(msg.PROMPTS)
@@ -182,15 +195,26 @@ class Journey:
 
     # ----- public API: lifecycle, inputs, observation -------------------------------------------
     def start(self) -> None:
-        """Run the journey loop in a daemon thread."""
-        self.dispenser.set_config(self.cfg.retract_timeout_ms)
-        self._report_versions()
+        """Run the journey loop in a daemon thread (a dispenser not answering yet is configured later)."""
+        try:
+            self._sync_dispenser()
+        except LinkError as exc:
+            log.warning("dispenser not ready at start (%s): configured when it answers", exc)
         self._thread = threading.Thread(target=self.run, name="journey", daemon=True)
         self._thread.start()
 
-    def _report_versions(self) -> None:
-        """Tell the fleet (the console's per-ATM detail) which firmware and models this ATM runs."""
+    def _sync_dispenser(self) -> None:
+        """After every (re)connect or MCU reboot (a new hello): set the retract timeout, report versions."""
         hello = self.dispenser.info
+        if hello is self._synced_hello:
+            return
+        self.dispenser.set_config(self.cfg.retract_timeout_ms)  # the MCU forgets it when it restarts
+        self._synced_hello = hello
+        if self._versions_sent != (hello.firmware, hello.protocol_version):
+            self._report_versions(hello)
+
+    def _report_versions(self, hello: Hello) -> None:
+        """Tell the fleet (the console's per-ATM detail) which firmware and models this ATM runs."""
         embedder = self.pipe.embedder_entry
         self.bank.send_event(
             "versions",
@@ -201,6 +225,7 @@ class Journey:
                 "model": f"{self.pipe.config.embedder}:{embedder.sha256[:12]}",
             },
         )
+        self._versions_sent = (hello.firmware, hello.protocol_version)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
@@ -310,7 +335,20 @@ class Journey:
                     self._journey(*found)
             except Exception:  # the loop must survive anything; the next health check decides
                 log.exception("journey loop error")
+                self._unwedge()
                 self._sleep(self.cfg.timeouts.idle_check_s)
+
+    def _unwedge(self) -> None:
+        """After an unexpected error, leave a journey state by allowed transitions (else nothing moves)."""
+        try:
+            if self._state in (State.DISPENSE, State.PRESENT):
+                self._enter(State.REPORT)
+            if self._state not in (State.IDLE, State.OUT_OF_SERVICE, State.END):
+                self._enter(
+                    State.END, outcome="out_of_service", outcome_text=msg.outcome("out_of_service").as_dict()
+                )
+        except Exception:
+            log.exception("could not leave %s", self._state)
 
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
@@ -395,6 +433,7 @@ class Journey:
             causes.append("not_configured")
         try:
             st = self.dispenser.status()
+            self._link_up()
             if st.state == m.STATE_FAULT or st.locked:
                 now = self.clock()
                 if now - self._last_reset >= self.cfg.reset_retry_s:
@@ -414,6 +453,9 @@ class Journey:
             self._set_cassettes(info)
             if not self._payable(info):
                 causes.append("cassettes_empty")
+        except LINK_LOST as exc:  # the port is gone: a ReconnectingDispenser is reopening it meanwhile
+            causes.append("dispenser_link_lost")
+            self._link_down(exc)
         except LinkError as exc:
             log.warning("dispenser not answering: %s", exc)
             causes.append("dispenser_offline")
@@ -422,6 +464,26 @@ class Journey:
             if self.pending.all():
                 causes.append("dispenser_fault")
         return list(dict.fromkeys(causes))
+
+    def _link_down(self, exc: LinkError) -> None:
+        if self._link_lost:
+            return
+        self._link_lost = True
+        self.counters["link_lost"] += 1
+        log.error("dispenser link lost: %s", exc)
+        self.bank.send_event("dispenser_link", "alarm", {"state": "lost", "error": str(exc)[:100]})
+
+    def _link_up(self) -> None:
+        """The dispenser answered: after a loss tell the console; after any new hello reconfigure it."""
+        if self._link_lost:
+            self._link_lost = False
+            self.counters["link_restored"] += 1
+            hello = self.dispenser.info
+            log.warning("dispenser link restored (firmware %s)", hello.firmware)
+            detail: dict[str, str | int] = {"state": "restored", "firmware": hello.firmware}
+            detail["boot_count"] = hello.boot_count
+            self.bank.send_event("dispenser_link", "info", detail)
+        self._sync_dispenser()
 
     def _payable(self, info: CassetteInfo) -> bool:
         """Can the cassettes pay at least the smallest preset (or the smallest note)?"""
@@ -465,13 +527,15 @@ class Journey:
         self._last_telemetry = now
         state = "in_service"
         if causes:
-            faulty = {"dispenser_fault", "dispenser_offline", "tamper"} & set(causes)
+            faulty = {"dispenser_fault", "dispenser_offline", "dispenser_link_lost", "tamper"} & set(causes)
             state = "fault" if faulty else "maintenance" if causes == ["operator"] else "out_of_service"
         counters = dict(self.counters)
         try:
             counters.update({f"mcu_{k}": v for k, v in self.dispenser.counters().items()})
         except LinkError:
             pass
+        if isinstance(self.dispenser, LinkCounters):
+            counters.update({f"dispenser_{k}": v for k, v in self.dispenser.link_counters().items()})
         self.bank.send_telemetry(state, counters)
 
     def _on_command(self, cmd: Command) -> tuple[bool, str]:
@@ -532,13 +596,20 @@ class Journey:
         except Refused as exc:
             outcome, reason = exc.code, exc.detail or exc.code
             self.counters["refused"] += 1
+        except Exception as exc:  # a bug or a device surprise (camera gone): end the journey cleanly
+            log.exception("journey failed in %s", self._state)
+            self.counters["faults"] += 1
+            if self._state in (State.DISPENSE, State.PRESENT):
+                self._enter(State.REPORT)  # money may have moved: the pending report settles it
+            outcome = "suspect" if ctx.txid else "out_of_service"
+            reason = f"internal error: {type(exc).__name__}: {exc}"
         self._end(ctx, outcome, reason)
 
     def _steps(self, ctx: _Ctx) -> tuple[str, str]:
+        self._enter(State.CHECK_TOKEN)  # first: END is reachable from here, not from IDLE
         fleet = self.bank.fleet
         if fleet is None:
             return "bank_unreachable", "no fleet config"
-        self._enter(State.CHECK_TOKEN)
         try:
             ctx.token = check_token(ctx.qr_text, fleet, self.wall())
         except OfflineCheckError as exc:
@@ -811,17 +882,22 @@ class Journey:
                 self.counters["faults"] += 1
                 self.bank.send_event("dispenser_fault", "alarm", {"txid": resp.txid, "error": failure[:100]})
         self._enter(State.REPORT)
-        report = self._final_report(txid)
+        report = self._final_report(txid, in_journey=True)
         if report is None:
             return "suspect", failure or "no final report from the dispenser"
+        if isinstance(report, _NotStarted):
+            self._not_started(resp.txid, failure)
+            return "dispenser_fault", failure or "the dispenser did not start the transaction"
         self.bank.send_report(resp.txid, report.raw)
         self.pending.remove(resp.txid)
         ctx.presented, ctx.retracted = report.presented, report.retracted
         self._wait_result(ctx)
-        if report.presented in (0, m.UNKNOWN_COUNT) or report.present_status == m.PRESENT_NOT_PRESENTED:
-            return "dispenser_fault", failure or "not presented"
-        if report.retracted == m.UNKNOWN_COUNT or report.present_status == m.PRESENT_UNKNOWN:
+        # Unknown first: the bank marks such a report suspect, so the customer must not read "not charged".
+        unknown = m.UNKNOWN_COUNT in (report.presented, report.retracted)
+        if unknown or report.present_status == m.PRESENT_UNKNOWN:
             return "suspect", failure or "present status unknown"
+        if report.presented == 0 or report.present_status == m.PRESENT_NOT_PRESENTED:
+            return "dispenser_fault", failure or "not presented"
         if report.retracted >= report.presented:
             self.counters["retracted"] += 1
             return "retracted", "not taken"
@@ -830,9 +906,19 @@ class Journey:
         self.counters["paid"] += 1
         return "paid", ""
 
-    def _final_report(self, txid: bytes) -> Report | None:
-        """The MCU's signed final report; a faulted or still-presenting transaction is finished first."""
+    def _final_report(self, txid: bytes, *, in_journey: bool) -> Report | _NotStarted | None:
+        """The MCU's signed final report, finishing a faulted or stacked transaction first (reset).
+
+        In the journey, notes still presented after the take wait are retracted, and errors are retried
+        three times. Between journeys (pending recovery, every health check) nothing waits: presented
+        notes are left to the MCU's retract timer or the customer, a fault to the health check's reset,
+        a moving transaction and any error to the next check.
+        NOT_STARTED: the MCU's journal does not know the txid even after its nonce was burnt (GET_NONCE
+        is refused BUSY while a DISPENSE is queued or running, and a token for a burnt nonce never
+        verifies). None: not readable now (the txid stays pending).
+        """
         t = self.cfg.timeouts
+        burnt = False
         for attempt in range(3):
             try:
                 rep = self.dispenser.get_report(txid, timeout=t.report_s)
@@ -840,13 +926,47 @@ class Journey:
                     return rep
                 st = self.dispenser.status(timeout=t.report_s)
                 if st.state == m.STATE_PRESENTED:
+                    if not in_journey:
+                        return None
                     self.dispenser.retract(txid, timeout=t.dispense_s)
-                elif st.state == m.STATE_FAULT or attempt:
+                elif st.state == m.STATE_STACKED or (st.state == m.STATE_FAULT and in_journey):
+                    self.dispenser.reset(timeout=t.dispense_s)  # stacker and path go to the reject bin
+                elif not in_journey:
+                    return None
+                elif attempt:
                     self.dispenser.reset(timeout=t.dispense_s)
+            except (CommandFailed, CommandRejected) as exc:
+                if exc.code != m.UNKNOWN_TRANSACTION:
+                    log.warning("report for %s not readable yet: %s", txid.hex(), exc)
+                    if not in_journey:
+                        return None
+                    self._sleep(0.5)
+                    continue
+                if burnt:
+                    return NOT_STARTED
+                try:
+                    self.dispenser.get_nonce(timeout=t.nonce_s)  # burn the nonce the token was made for
+                    burnt = True
+                except LinkError as burn:
+                    log.warning("report for %s unknown; nonce not burnt: %s", txid.hex(), burn)
+                    if not in_journey:
+                        return None
+                    self._sleep(0.5)
+            except LINK_LOST as exc:
+                log.warning("report for %s: dispenser link lost: %s", txid.hex(), exc)
+                return None  # no point asking a port that is gone; pending recovery asks again
             except LinkError as exc:
                 log.warning("report for %s not readable yet: %s", txid.hex(), exc)
+                if not in_journey:
+                    return None
                 self._sleep(0.5)
         return None
+
+    def _not_started(self, txid: str, error: str) -> None:
+        """Nothing moved and nothing can: drop it from pending; the bank's reconcile expires the hold."""
+        log.warning("transaction %s was never started by the dispenser", txid)
+        self.pending.remove(txid)
+        self.bank.send_event("dispense_not_started", "warning", {"txid": txid, "error": error[:100]})
 
     def _wait_result(self, ctx: _Ctx) -> None:
         deadline = time.monotonic() + self.cfg.timeouts.result_s
@@ -859,17 +979,20 @@ class Journey:
             ctx.bank_result = self.bank_results[ctx.txid].outcome
 
     def _recover_pending(self) -> None:
-        """Send the reports of transactions a crash or fault left open (the MCU kept them on flash)."""
+        """Settle transactions a crash, fault or lost link left open (the MCU kept them on flash)."""
         for txid in self.pending.all():
-            try:
-                rep = self.dispenser.get_report(bytes.fromhex(txid), timeout=self.cfg.timeouts.report_s)
-            except LinkError as exc:
-                log.warning("pending report %s: %s", txid, exc)
+            rep = self._final_report(bytes.fromhex(txid), in_journey=False)
+            if rep is None:
                 continue
-            if rep.final:
-                self.bank.send_report(txid, rep.raw)
-                self.pending.remove(txid)
-                log.info("pending report %s sent", txid)
+            if isinstance(rep, _NotStarted):
+                self._not_started(txid, "found pending")
+                continue
+            self.bank.send_report(txid, rep.raw)
+            self.pending.remove(txid)
+            log.warning("pending report %s sent: %s", txid, rep.present_status_name)
+            detail: dict[str, str | int] = {"txid": txid, "status": rep.present_status_name}
+            detail.update(presented=rep.presented, retracted=rep.retracted, rejected=rep.rejected)
+            self.bank.send_event("pending_report_sent", "info", detail)
 
     # ----- END ---------------------------------------------------------------------------------------
     def _end(self, ctx: _Ctx, outcome: str, reason: str) -> None:
@@ -892,7 +1015,10 @@ class Journey:
         detail: dict[str, str | int] = {"outcome": outcome, "reason": reason[:80], "amount": ctx.amount}
         if ctx.txid:
             detail["txid"] = ctx.txid
-        self.bank.send_event("journey", "warning" if outcome in ("attack", "suspect") else "info", detail)
+        try:  # the outcome is shown and recorded whatever happens to the event
+            self.bank.send_event("journey", "warning" if outcome in ("attack", "suspect") else "info", detail)
+        except Exception:
+            log.exception("journey event not sent")
         self._enter(
             State.END,
             outcome=outcome,

@@ -94,6 +94,7 @@ DECLINE_OUTCOME: dict[str, str] = {
     "TOO_FREQUENT": "try_later",
     "ATTEMPTS_EXCEEDED": "try_later",
     "LOCKED_OUT": "try_later",
+    "STALE_REQUEST": "try_later",
     "UNKNOWN_ATM": "out_of_service",
     "WRONG_ATM": "out_of_service",
 }
@@ -103,6 +104,7 @@ CAUSES: dict[str, Text] = {
     "cassettes_empty": Text("现金不足", "out of cash"),
     "dispenser_fault": Text("出钞设备故障", "dispenser fault"),
     "dispenser_offline": Text("出钞设备无响应", "dispenser not answering"),
+    "dispenser_link_lost": Text("出钞设备连接中断", "dispenser link lost"),
     "tamper": Text("安全警报", "security alarm"),
     "door_open": Text("保险柜门已打开", "safe door open"),
     "operator": Text("维护中", "maintenance"),

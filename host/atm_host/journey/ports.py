@@ -1,13 +1,19 @@
-"""The small interfaces the journey drives: camera, dispenser and bank link (the real classes fit them)."""
+"""The small interfaces the journey drives: camera, dispenser, face pipeline, bank (real classes fit them)."""
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol, runtime_checkable
 
 from atm_bank.schemas import AuthRequest, AuthResponse, Cassette, Command, Event, FleetConfig, TxnResult
 
 from atm_host.link.events import EventSubscription
 from atm_host.link.results import CassetteInfo, DispenseResult, Hello, Nonce, Report, Status
+from atm_host.vision.challenge import Challenge, ChallengeState
+from atm_host.vision.config import VisionConfig
+from atm_host.vision.detector import Detection
 from atm_host.vision.frame import Frame
+from atm_host.vision.liveness import PassiveResult
+from atm_host.vision.manifest import ModelEntry
+from atm_host.vision.pipeline import FaceSample
 
 
 class Camera(Protocol):
@@ -45,6 +51,29 @@ class Dispenser(Protocol):
     def counters(self, timeout: float | None = None) -> dict[str, int]: ...
 
     def event_queue(self, maxsize: int = 0) -> EventSubscription: ...
+
+
+@runtime_checkable
+class LinkCounters(Protocol):
+    """A dispenser that reopens its port (atm_host.link.reconnect) and counts it, for telemetry."""
+
+    def link_counters(self) -> dict[str, int]: ...
+
+
+class FacePipe(Protocol):
+    """What the journey asks of the face pipeline (atm_host.vision.pipeline.FacePipeline)."""
+
+    @property
+    def config(self) -> VisionConfig: ...
+
+    @property
+    def embedder_entry(self) -> ModelEntry: ...
+
+    def sample(self, frame: Frame, gate: bool = True) -> FaceSample: ...
+
+    def check_liveness(self, frame: Frame, face: Detection) -> PassiveResult: ...
+
+    def run_challenge(self, frames: Iterable[Frame], challenge: Challenge) -> ChallengeState: ...
 
 
 class Bank(Protocol):

@@ -31,7 +31,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.CHECK_TOKEN: frozenset({S.FACE, S.END}),
     S.FACE: frozenset({S.CHALLENGE, S.SECOND_CHECK, S.END}),
     S.CHALLENGE: frozenset({S.SECOND_CHECK, S.END}),
-    S.SECOND_CHECK: frozenset({S.AMOUNT, S.END}),
+    S.SECOND_CHECK: frozenset({S.AMOUNT, S.NONCE, S.END}),  # NONCE: the phone's token fixed the amount
     S.AMOUNT: frozenset({S.NONCE, S.END}),
     S.NONCE: frozenset({S.AUTHORIZE, S.END}),
     S.AUTHORIZE: frozenset({S.DISPENSE, S.END}),
