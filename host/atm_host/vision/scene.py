@@ -4,6 +4,16 @@ A pinhole camera (horizontal field of view `hfov_deg`) looks at a phone held `di
 turned by yaw/pitch/roll; the phone's screen shows the QR code `qr_side_cm` wide. Faces are scaled so
 the eyes are 6.3 cm apart at `distance_cm`. Lighting gain, glare on the screen, blur and sensor noise
 are applied last. Everything is seeded: the same parameters give the same frame.
+
+Two ways to put a face photo in front of the camera:
+- `render_faces`: the photo itself held up (a soft oval cut of it over the room): what a photo attack
+  looks like, and the quick way to place several faces;
+- `render_person`: a live customer. At 50 cm a person's head, neck and shoulders fill most of the view
+  (the frame is ~60 x 34 cm there), so the photo is continued beyond its edges (its own hair, collar and
+  background, smoothed the further out) inside a head-and-shoulders outline and only the room around
+  the outline is the generated background. The person can turn their head (`Pose.yaw_deg`, a cylinder
+  warp of the photo) and close their eyes (`Pose.eyes_closed`, the upper lid drawn down over the eye
+  along the face-mesh eye contours). See docs/vision.md for what this changes in passive liveness.
 """
 
 import math
@@ -20,6 +30,18 @@ from .frame import FloatArray, Frame
 PHONE_W_CM, PHONE_H_CM = 7.2, 15.0
 SCREEN_W_CM, SCREEN_H_CM = 6.6, 14.0
 INTEROCULAR_CM = 6.3
+# Head-and-shoulders outline of a person, in cm from the midpoint between the eyes (y down): head
+# ellipse (half-width, half-height, centre below the eyes), neck half-width, shoulders ellipse
+# (half-width, half-height, top below the eyes). Adult averages; the outline is feathered.
+HEAD_CM = (8.5, 12.0, 0.5)
+NECK_HALF_CM = 6.0
+SHOULDERS_CM = (23.0, 28.0, 19.5)
+OUTLINE_FEATHER_CM = 0.6
+EYES_Y = 0.42  # the customer's eyes are a little above the middle of the frame (the ATM looks up)
+# Head-turn cylinder radius: 0.95 of the face's half-width (cheek to cheek in the face mesh), or, when
+# that is not known, 1.05 eye distances (a face is ~2.2 eye distances wide).
+TURN_RADIUS_FACE = 0.95
+TURN_RADIUS_EYES = 1.05
 
 
 @dataclass(frozen=True)
@@ -232,3 +254,214 @@ def render_faces(faces: list[tuple[Frame, float, float, float]], opt: Optics) ->
         sub_m = mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
         frame[ya:yb, xa:xb] = frame[ya:yb, xa:xb] * (1 - sub_m) + sub_f * sub_m
     return _finish(frame, opt)
+
+
+# ----- a live person ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pose:
+    """What the person does: turn the head and close the eyes.
+
+    `yaw_deg` > 0: the customer turns to their left, i.e. the nose moves to the image's right (the
+    camera sees a mirror of them; the challenge's sign). `eyes_closed`: 0 open, 1 shut.
+    """
+
+    yaw_deg: float = 0.0
+    eyes_closed: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sitter:
+    """A face photo of a person and what is known about it, in the photo's pixels.
+
+    `eyes` are the two eye contours (16 points each, face-mesh order: outer corner, lower lid to the
+    inner corner at index 8, upper lid back towards the outer corner); needed only to close the eyes.
+    `face_x` is the x of the face's two sides (the mesh's cheek points): the axis and radius of a head
+    turn; without it the turn is centred on the eyes.
+    """
+
+    image: Frame
+    eye_px: float
+    eye_centre: tuple[float, float]
+    eyes: tuple[FloatArray, FloatArray] | None = None
+    face_x: tuple[float, float] | None = None
+
+
+def _continued(img: Frame, pad: int) -> FloatArray:
+    """The photo with its edges continued `pad` px outward, smoothed more the further from the photo."""
+    h, w = img.shape[:2]
+    big = np.asarray(cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE), dtype=np.float32)
+    if pad <= 0:
+        return big
+    side = float(max(h, w))
+    soft = np.asarray(cv2.GaussianBlur(big, (0, 0), 0.06 * side), dtype=np.float32)
+    ys = np.arange(big.shape[0], dtype=np.float32)
+    xs = np.arange(big.shape[1], dtype=np.float32)
+    dy = np.maximum(0.0, np.maximum(pad - ys, ys - (pad + h - 1)))[:, None]
+    dx = np.maximum(0.0, np.maximum(pad - xs, xs - (pad + w - 1)))[None, :]
+    t = np.clip(np.sqrt(dx * dx + dy * dy) / (0.15 * side), 0.0, 1.0)[:, :, None]
+    return np.asarray(big * (1.0 - t) + soft * t, dtype=np.float32)
+
+
+def _outline(shape: tuple[int, int], eyes_xy: tuple[float, float], px_per_cm: float) -> FloatArray:
+    """Soft head-and-shoulders mask (1 on the person) around the eye midpoint `eyes_xy`."""
+    h, w = shape
+    m = np.zeros((h, w), np.float32)
+    ex, ey = eyes_xy
+    u = px_per_cm
+    hw, hh, hdy = HEAD_CM
+    sw, sh, top = SHOULDERS_CM
+    cv2.ellipse(m, (round(ex), round(ey + hdy * u)), (round(hw * u), round(hh * u)), 0, 0, 360, 1.0, -1)
+    cv2.rectangle(
+        m,
+        (round(ex - NECK_HALF_CM * u), round(ey)),
+        (round(ex + NECK_HALF_CM * u), round(ey + (top + 4) * u)),
+        1.0,
+        -1,
+    )
+    cv2.ellipse(
+        m, (round(ex), round(ey + (top + sh) * u)), (round(sw * u), round(sh * u)), 0, 0, 360, 1.0, -1
+    )
+    return np.asarray(cv2.GaussianBlur(m, (0, 0), max(1.0, OUTLINE_FEATHER_CM * u)), dtype=np.float32)
+
+
+def turn_head(img: Frame, centre_x: float, radius_px: float, yaw_deg: float) -> Frame:
+    """The head turned by `yaw_deg` about a vertical axis: the photo mapped onto a cylinder and rotated.
+
+    Points at angle phi on a cylinder of `radius_px` around `centre_x` move to phi + yaw; what turns out
+    of view is hidden, the far side is compressed, the near side stretched; beyond the cylinder the shift
+    fades out over a third of the radius (hair, ears, background).
+    """
+    if yaw_deg == 0.0:
+        return img
+    h, w = img.shape[:2]
+    xs = np.arange(w, dtype=np.float32)
+    u = np.clip((xs - centre_x) / radius_px, -1.0, 1.0)
+    phi = np.clip(np.arcsin(u) - math.radians(yaw_deg), -math.pi / 2, math.pi / 2)
+    shift = centre_x + radius_px * np.sin(phi) - xs
+    outside = np.abs(xs - centre_x) - radius_px
+    shift *= np.clip(1.0 - outside / (0.35 * radius_px), 0.0, 1.0)
+    map_x = np.broadcast_to((xs + shift)[None, :], (h, w)).astype(np.float32)
+    map_y = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w)).astype(np.float32)
+    out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def _lid_curves(contour: FloatArray, n: int = 24) -> tuple[FloatArray, FloatArray]:
+    """Lower and upper lid of a 16-point eye contour, each resampled to `n` points from outer to inner."""
+    lower = contour[0:9]
+    upper = np.concatenate([contour[8:16], contour[0:1]])[::-1]
+
+    def resample(c: FloatArray) -> FloatArray:
+        d = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(c, axis=0), axis=1))])
+        t = np.linspace(0.0, float(d[-1]), n)
+        return np.stack([np.interp(t, d, c[:, 0]), np.interp(t, d, c[:, 1])], axis=1).astype(np.float32)
+
+    return resample(lower), resample(upper)
+
+
+def close_eyes(img: Frame, eyes: tuple[FloatArray, FloatArray], closed: float, scale: int = 4) -> Frame:
+    """The eyes closed by `closed` (0 open .. 1 shut), as a lid closes.
+
+    The upper lid (the skin between the brow and the lid margin, lashes included) slides down and the
+    lower lid up until they meet at 85% of the opening, so the eye's own skin and lashes cover it; the
+    stretched lid is smoothed a little and the lash line where the lids meet darkened. Worked at `scale`x
+    the photo's resolution.
+    """
+    if closed <= 0.0:
+        return img
+    c = min(closed, 1.0)
+    big = np.asarray(cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
+    hh, ww = big.shape[:2]
+    map_y = np.broadcast_to(np.arange(hh, dtype=np.float32)[:, None], (hh, ww)).copy()
+    map_x = np.broadcast_to(np.arange(ww, dtype=np.float32)[None, :], (hh, ww)).copy()
+    lid = np.zeros((hh, ww), np.float32)
+    lash = np.zeros((hh, ww), np.float32)
+    width = 1.0
+    for contour in eyes:
+        pts = np.asarray(contour, dtype=np.float32)[:, :2] * scale
+        width = float(np.linalg.norm(pts[0] - pts[8]))
+        low_c, up_c = _lid_curves(pts)
+        lo = low_c[np.argsort(low_c[:, 0])]
+        up = up_c[np.argsort(up_c[:, 0])]
+        x0 = max(0, math.floor(float(pts[:, 0].min())))
+        x1 = min(ww - 1, math.ceil(float(pts[:, 0].max())))
+        for x in range(x0, x1 + 1):
+            lo_y = float(np.interp(x, lo[:, 0], lo[:, 1]))
+            up_y = min(float(np.interp(x, up[:, 0], up[:, 1])), lo_y)
+            meet = up_y + 0.85 * (lo_y - up_y)
+            new_up, new_lo = up_y + c * (meet - up_y), lo_y + c * (meet - lo_y)
+            top, bottom = up_y - 0.45 * width, lo_y + 0.3 * width
+            y0, y1 = max(0, math.floor(top)), min(hh - 1, math.ceil(bottom))
+            ys = np.arange(y0, y1 + 1, dtype=np.float32)
+            from_up = top + (ys - top) * (up_y - top) / max(new_up - top, 1e-3)
+            from_lo = bottom - (bottom - ys) * (bottom - lo_y) / max(bottom - new_lo, 1e-3)
+            map_y[y0 : y1 + 1, x] = np.where(ys <= new_up, from_up, np.where(ys >= new_lo, from_lo, ys))
+            t0, t1 = max(0, round(top + 0.15 * width)), min(hh - 1, round(new_up - 0.06 * width))
+            if t1 > t0:
+                lid[t0 : t1 + 1, x] = 1.0
+        margin = up_c + c * ((up_c + 0.85 * (low_c - up_c)) - up_c)
+        thick = max(1, round(0.07 * width))
+        cv2.polylines(lash, [np.round(margin).astype(np.int32)], False, 1.0, thick, cv2.LINE_AA)
+    out = np.asarray(
+        cv2.remap(big, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), np.float32
+    )
+    smooth = np.asarray(cv2.GaussianBlur(out, (0, 0), 0.25 * width), dtype=np.float32)
+    lid_m = np.asarray(cv2.GaussianBlur(lid, (0, 0), 0.03 * width + 0.5), dtype=np.float32)[:, :, None]
+    out = out * (1.0 - lid_m) + smooth * lid_m
+    lash_m = np.asarray(cv2.GaussianBlur(lash, (0, 0), 0.02 * width + 0.5), dtype=np.float32)[:, :, None]
+    out = out * (1.0 - 0.5 * c * lash_m)
+    small = cv2.resize(
+        np.clip(out, 0, 255).astype(np.uint8), (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA
+    )
+    return np.asarray(small, dtype=np.uint8)
+
+
+def posed(sitter: Sitter, pose: Pose) -> Frame:
+    """The sitter's photo with `pose` applied (eyes closed first, then the head turned)."""
+    img = sitter.image
+    if pose.eyes_closed > 0.0:
+        if sitter.eyes is None:
+            raise VisionError("closing the eyes needs the eye contours of the photo (Sitter.eyes)")
+        img = close_eyes(img, sitter.eyes, pose.eyes_closed)
+    if pose.yaw_deg != 0.0:
+        if sitter.face_x is not None:
+            a, b = sitter.face_x
+            centre, radius = (a + b) / 2.0, TURN_RADIUS_FACE * abs(b - a) / 2.0
+        else:
+            centre, radius = sitter.eye_centre[0], TURN_RADIUS_EYES * sitter.eye_px
+        img = turn_head(img, centre, max(radius, 1.0), pose.yaw_deg)
+    return img
+
+
+def render_person(
+    sitter: Sitter, opt: Optics, distance_cm: float = 50.0, x_cm: float = 0.0, pose: Pose | None = None
+) -> Frame:
+    """A frame with the sitter as a live person `distance_cm` from the camera (eyes 6.3 cm apart).
+
+    The posed photo is scaled to the distance, continued beyond its edges (`_continued`) and shown inside
+    a head-and-shoulders outline; the room (`background`) is seen only around the person. Lighting, blur
+    and sensor noise are applied to the whole frame at once (`_finish`).
+    """
+    img = posed(sitter, pose or Pose())
+    f = opt.focal_px
+    s = (f * INTEROCULAR_CM / distance_cm) / sitter.eye_px
+    ex = opt.width / 2.0 + f * x_cm / distance_cm
+    ey = opt.height * EYES_Y
+    sx, sy = sitter.eye_centre
+    h, w = img.shape[:2]
+    # padding (photo px) so that the continued photo covers the whole frame
+    need = max(ex / s - sx, (opt.width - ex) / s - (w - sx), ey / s - sy, (opt.height - ey) / s - (h - sy))
+    pad = max(0, min(math.ceil(need) + 2, 4 * max(h, w)))
+    big = _continued(img, pad)
+    m = np.asarray([[s, 0.0, ex - (sx + pad) * s], [0.0, s, ey - (sy + pad) * s]], dtype=np.float64)
+    person = np.asarray(
+        cv2.warpAffine(
+            big, m, (opt.width, opt.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        ),
+        dtype=np.float32,
+    )
+    mask = _outline((opt.height, opt.width), (ex, ey), f / distance_cm)[:, :, None]
+    frame = background(opt).astype(np.float32) * (1.0 - mask) + person * mask
+    return _finish(np.asarray(frame, dtype=np.float32), opt)
