@@ -1,7 +1,6 @@
 """Attempt counters, minimum intervals, escalating lockouts and once-a-day alarms (the 1-won lesson)."""
 
 import os
-from dataclasses import dataclass, field
 
 from .config import Abuse
 from .db import Cursor
@@ -10,71 +9,30 @@ from .schemas import ConsoleAlarm
 Scope = str  # "customer" | "account" | "atm"
 
 
-def bump_attempt(cur: Cursor, scope: Scope, subject: str, day: int, now_ms: int) -> int:
-    """Count one attempt; return the day's count including it."""
-    return bump_attempts(cur, [(scope, subject)], day, now_ms)[scope]
+def count_attempts(cur: Cursor, subjects: list[tuple[Scope, str]], day: int, now_ms: int) -> None:
+    """Count one attempt for each (scope, subject) in one statement (a write nothing waits for).
 
-
-def bump_attempts(cur: Cursor, subjects: list[tuple[Scope, str]], day: int, now_ms: int) -> dict[Scope, int]:
-    """Count one attempt for each (scope, subject) in one statement; the day's counts including it."""
+    The caller knows the new counts: it read them in its snapshot under the subjects' locks (snapshot.py).
+    """
     values = ",".join(["(?,?,?,1,?,0)"] * len(subjects))
     params: list[object] = []
     for scope, subject in subjects:
         params += (scope, subject, day, now_ms)
-    rows = cur.q(
+    cur.w(
         f"INSERT INTO attempts (scope, subject, day, count, last_ms, rate_violations) VALUES {values} "
         "ON CONFLICT (scope, subject, day) DO UPDATE SET count = attempts.count + 1, "
-        "last_ms = excluded.last_ms RETURNING scope, count",
+        "last_ms = excluded.last_ms",
         params,
     )
-    return {str(scope): int(count) for scope, count in rows}
 
 
-@dataclass(frozen=True)
-class Standing:
-    """What the abuse rules know about a customer and account before a decision (two reads)."""
-
-    locked_until: dict[Scope, int] = field(default_factory=dict[Scope, int])
-    failures: dict[Scope, int] = field(default_factory=dict[Scope, int])
-    attempts_today: int = 0
-    last_attempt_ms: int | None = None
-
-
-def standing(cur: Cursor, customer: str, account: str, day: int) -> Standing:
-    """Lockouts of the customer and the account, the customer's attempts today and last attempt time.
-
-    One statement: the lockout rows (scope, until_ms, failures) and the customer's attempt rows of today
-    and yesterday (tagged 'attempts': day, count, last_ms).
-    """
-    locked: dict[Scope, int] = {}
-    failures: dict[Scope, int] = {}
-    today = 0
-    last: int | None = None
-    for tag, a, b, c in cur.q(
-        "SELECT scope, until_ms, failures, 0 FROM lockouts "
-        "WHERE (scope='customer' AND subject=?) OR (scope='account' AND subject=?) "
-        "UNION ALL SELECT 'attempts', day, count, last_ms FROM attempts "
-        "WHERE scope='customer' AND subject=? AND day IN (?, ?)",
-        (customer, account, customer, day, day - 1),
-    ):
-        if tag == "attempts":
-            if int(a) == day:
-                today = int(b)
-            last = int(c) if last is None else max(last, int(c))
-        else:
-            locked[str(tag)], failures[str(tag)] = int(a), int(b)
-    return Standing(locked, failures, today, last)
-
-
-def note_rate_violation(cur: Cursor, scope: Scope, subject: str, day: int, now_ms: int) -> int:
-    """Count one too-frequent attempt; return the day's count."""
-    row = cur.one(
+def note_rate_violation(cur: Cursor, scope: Scope, subject: str, day: int) -> None:
+    """Count one too-frequent attempt (the caller knows the new count from its snapshot)."""
+    cur.w(
         "INSERT INTO attempts (scope, subject, day, count, last_ms, rate_violations) VALUES (?,?,?,0,0,1) "
-        "ON CONFLICT (scope, subject, day) DO UPDATE SET rate_violations = attempts.rate_violations + 1 "
-        "RETURNING rate_violations",
+        "ON CONFLICT (scope, subject, day) DO UPDATE SET rate_violations = attempts.rate_violations + 1",
         (scope, subject, day),
     )
-    return int(row[0]) if row else 0
 
 
 def register_failure(cur: Cursor, cfg: Abuse, scope: Scope, subject: str, now_ms: int) -> int:
@@ -99,7 +57,7 @@ def register_failure(cur: Cursor, cfg: Abuse, scope: Scope, subject: str, now_ms
 
 def register_success(cur: Cursor, scope: Scope, subject: str) -> None:
     """A verified customer: the consecutive-failure count restarts (the escalation level stays)."""
-    cur.x("UPDATE lockouts SET failures = 0 WHERE scope=? AND subject=?", (scope, subject))
+    cur.w("UPDATE lockouts SET failures = 0 WHERE scope=? AND subject=?", (scope, subject))
 
 
 def raise_alarm(

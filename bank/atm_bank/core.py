@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from atm_wire.auth import sign_dispense  # pyright: ignore[reportUnknownVariableType]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import abuse, ledger, qrtoken
+from . import abuse, ledger, qrtoken, snapshot
 from .config import BankConfig
 from .db import Cursor, Database
 from .denominate import denominate, representable
 from .errors import DenominationError, TokenError
 from .face import cosine
 from .reasons import DISPLAY, Reason
-from .registry import Atm, Template, load_atm, load_customer
+from .registry import Atm, Template
 from .schemas import AuthRequest, AuthResponse, ConsoleAlarm
 
 Clock = Callable[[], float]
@@ -60,6 +60,7 @@ class _Ctx:
     now_ms: int
     day: int
     token: _TokenCheck
+    snap: snapshot.Snapshot
     alarms: list[ConsoleAlarm] = field(default_factory=list[ConsoleAlarm])
 
 
@@ -133,18 +134,30 @@ class Bank:
         token = self._check_token(req.qr_token, now)
         day = business_day(now_ms, self.cfg.limits.day_utc_offset_hours)
 
+        claimed = token.claimed
+        cid, aid = (claimed.customer_id, claimed.account_id) if claimed else (-1, -1)
+        nonce_hex = claimed.nonce.hex() if claimed else ""
+
         def fn(cur: Cursor) -> Decision:
-            row = cur.one("SELECT response FROM requests WHERE request_id=?", (req.request_id,))
-            if row is not None:
-                stored = str(row[0])
+            snap = snapshot.read(
+                cur,
+                request_id=req.request_id,
+                atm_id=topic_atm,
+                day=day,
+                customer_id=cid,
+                account_id=aid,
+                nonce_hex=nonce_hex,
+            )
+            if snap.stored_response is not None:
+                stored = snap.stored_response
                 return Decision(AuthResponse.model_validate_json(stored), fresh=False, response_json=stored)
-            ctx = _Ctx(cur, req, topic_atm, now, now_ms, day, token)
+            ctx = _Ctx(cur, req, topic_atm, now, now_ms, day, token, snap)
             try:
                 response = self._decide(ctx)
             except _DeclineError as d:
                 response = decline(req.request_id, d.reason, d.retry_after_s)
             text = response.model_dump_json()
-            cur.x(
+            cur.w(
                 "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
                 (req.request_id, topic_atm, text, now_ms),
             )
@@ -153,40 +166,39 @@ class Bank:
         return fn
 
     def _decide(self, ctx: _Ctx) -> AuthResponse:
-        cfg, cur, req = self.cfg, ctx.cur, ctx.req
+        """The rules, in order, on the snapshot; every write is blind (its new value is known here)."""
+        cfg, cur, req, snap = self.cfg, ctx.cur, ctx.req, ctx.snap
         if abs(ctx.now_ms - req.ts_ms) > cfg.tokens.request_ttl_s * 1000:
             raise _DeclineError(Reason.STALE_REQUEST)
-        atm = load_atm(cur, ctx.topic_atm)
+        atm = snap.atm
         if atm is None:
             raise _DeclineError(Reason.UNKNOWN_ATM)
         if req.atm_id != ctx.topic_atm or not hmac.compare_digest(req.device_id, atm.device_id.hex()):
             raise _DeclineError(Reason.WRONG_ATM)
-        if (
-            abuse.bump_attempt(cur, "atm", ctx.topic_atm, ctx.day, ctx.now_ms)
-            > cfg.abuse.max_attempts_atm_day
-        ):
+        abuse.count_attempts(cur, [("atm", ctx.topic_atm)], ctx.day, ctx.now_ms)
+        if snap.atm_attempts_today + 1 > cfg.abuse.max_attempts_atm_day:
             self._alarm(ctx, "attempts_exceeded", "atm", ctx.topic_atm)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
         if ctx.token.claimed is None:
             raise _DeclineError(Reason.TOKEN_FORGED)
-        state = self._precheck(ctx, ctx.token.claimed)
+        self._precheck(ctx)
         token = ctx.token.verified
         if token is None:
             raise _DeclineError(ctx.token.reason or Reason.TOKEN_FORGED)
         customer, account = str(token.customer_id), str(token.account_id)
         self._check_rate(ctx, customer, account)
         # Single use: the nonce is spent by the first attempt that reaches this point, whatever its outcome.
-        if not cur.x(
-            "INSERT INTO used_nonces (nonce, request_id, at_ms) VALUES (?,?,?) "
-            "ON CONFLICT (nonce) DO NOTHING",
-            (token.nonce.hex(), req.request_id, ctx.now_ms),
-        ):
+        # A plain INSERT: should the snapshot ever be wrong, the unique index fails the transaction closed.
+        if snap.nonce_used:
             raise _DeclineError(Reason.TOKEN_REPLAYED)
-        record = load_customer(cur, token.customer_id, token.account_id)
-        if record is None:
+        cur.w(
+            "INSERT INTO used_nonces (nonce, request_id, at_ms) VALUES (?,?,?)",
+            (token.nonce.hex(), req.request_id, ctx.now_ms),
+        )
+        if snap.account is None:
             raise _DeclineError(Reason.UNKNOWN_ACCOUNT)
-        account_number, mobile, template = record
-        reason = self._verify_identity(req, account_number, mobile, template)
+        account_number, mobile = snap.account
+        reason = self._verify_identity(req, account_number, mobile, snap.template)
         if reason is not None:
             if reason in _IDENTITY_FAILURES:
                 for scope, subject in (("customer", customer), ("account", account)):
@@ -195,7 +207,7 @@ class Bank:
                         self._alarm(ctx, "lockout", scope, subject, f"locked until {until} ms")
             raise _DeclineError(reason)
         for scope, subject in (("customer", customer), ("account", account)):
-            if state.failures.get(scope):  # nothing to reset when there is no failure on record
+            if snap.failures.get(scope):  # nothing to reset when there is no failure on record
                 abuse.register_success(cur, scope, subject)
         notes = self._check_amount(ctx, atm, token)
         return self._approve(ctx, atm, token, notes)
@@ -213,40 +225,36 @@ class Bank:
             return _TokenCheck(decoded[0], None, reason)
         return _TokenCheck(decoded[0], token, None)
 
-    def _precheck(self, ctx: _Ctx, claimed: qrtoken.WithdrawalToken) -> abuse.Standing:
+    def _precheck(self, ctx: _Ctx) -> None:
         """Before the token's verdict is used: is the customer the token names locked or too quick?
 
         Read-only for the customer (an unverified token changes nothing of theirs); a too-quick attempt
         is counted against the ATM it came from, whose identity the broker vouches for. A locked or
-        hurried customer is told so whatever the token's verdict. Returns what it read, which the rest
-        of the decision reuses.
+        hurried customer is told so whatever the token's verdict.
         """
-        cur, now_ms = ctx.cur, ctx.now_ms
-        state = abuse.standing(cur, str(claimed.customer_id), str(claimed.account_id), ctx.day)
+        snap, now_ms = ctx.snap, ctx.now_ms
         for scope in ("customer", "account"):
-            until = state.locked_until.get(scope, 0)
+            until = snap.locked_until.get(scope, 0)
             if until > now_ms:
                 raise _DeclineError(Reason.LOCKED_OUT, (until - now_ms + 999) // 1000)
-        if state.attempts_today >= self.cfg.abuse.max_attempts_customer_day:
+        if snap.customer_attempts_today >= self.cfg.abuse.max_attempts_customer_day:
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
-        last = state.last_attempt_ms
+        last = snap.customer_last_attempt_ms
         min_ms = self.cfg.abuse.min_interval_s * 1000
         if last is not None and now_ms - last < min_ms:
-            n = abuse.note_rate_violation(cur, "atm", ctx.topic_atm, ctx.day, now_ms)
-            if n >= self.cfg.abuse.alarm_rate_violations:
+            abuse.note_rate_violation(ctx.cur, "atm", ctx.topic_atm, ctx.day)
+            if snap.atm_rate_violations_today + 1 >= self.cfg.abuse.alarm_rate_violations:
                 self._alarm(ctx, "rate_violations", "atm", ctx.topic_atm)
             raise _DeclineError(Reason.TOO_FREQUENT, int(min_ms - (now_ms - last) + 999) // 1000)
-        return state
 
     def _check_rate(self, ctx: _Ctx, customer: str, account: str) -> None:
         """Count the verified customer's and account's attempts (lockouts and interval: _precheck)."""
-        cfg, cur, now_ms = self.cfg.abuse, ctx.cur, ctx.now_ms
-        counts = abuse.bump_attempts(cur, [("customer", customer), ("account", account)], ctx.day, now_ms)
-        n_customer, n_account = counts["customer"], counts["account"]
-        if n_customer > cfg.max_attempts_customer_day:
+        cfg, snap = self.cfg.abuse, ctx.snap
+        abuse.count_attempts(ctx.cur, [("customer", customer), ("account", account)], ctx.day, ctx.now_ms)
+        if snap.customer_attempts_today + 1 > cfg.max_attempts_customer_day:
             self._alarm(ctx, "attempts_exceeded", "customer", customer)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
-        if n_account > cfg.max_attempts_account_day:
+        if snap.account_attempts_today + 1 > cfg.max_attempts_account_day:
             self._alarm(ctx, "attempts_exceeded", "account", account)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
 
@@ -276,7 +284,7 @@ class Bank:
         return None
 
     def _check_amount(self, ctx: _Ctx, atm: Atm, token: qrtoken.WithdrawalToken) -> list[int]:
-        limits, cur, req = self.cfg.limits, ctx.cur, ctx.req
+        limits, req = self.cfg.limits, ctx.req
         amount = req.amount_yuan
         if token.amount_yuan and token.amount_yuan != amount:
             raise _DeclineError(Reason.AMOUNT_MISMATCH)
@@ -284,15 +292,8 @@ class Bank:
             raise _DeclineError(Reason.AMOUNT_INVALID)
         if amount > limits.per_withdrawal_yuan:
             raise _DeclineError(Reason.LIMIT_PER_WITHDRAWAL)
-        # Reserved and suspect money counts against the limits until it is settled (fail closed).
-        used = "COALESCE(SUM(CASE WHEN state='debited' THEN debited ELSE amount END), 0)"
-        live = "state IN ('reserved', 'debited', 'suspect')"
-        row = cur.one(
-            f"SELECT (SELECT {used} FROM txns WHERE customer_id=? AND day=? AND {live}), "
-            f"(SELECT {used} FROM txns WHERE account_id=? AND {live})",
-            (token.customer_id, ctx.day, token.account_id),
-        )
-        customer_today, account_total = (int(row[0]), int(row[1])) if row else (0, 0)
+        # Reserved and suspect money counts against the limits until it is settled (snapshot.py).
+        customer_today, account_total = ctx.snap.customer_used_today, ctx.snap.account_used_total
         if customer_today + amount > limits.per_customer_day_yuan:
             raise _DeclineError(Reason.LIMIT_DAILY)
         if account_total + amount > limits.per_account_total_yuan:
@@ -309,7 +310,7 @@ class Bank:
         req = ctx.req
         txid = os.urandom(16)
         dispense: bytes = sign_dispense(atm.key, atm.device_id, bytes.fromhex(req.command_nonce), txid, notes)
-        ctx.cur.x(
+        ctx.cur.w(
             "INSERT INTO txns (txid, request_id, atm_id, customer_id, account_id, day, amount, notes, "
             "command_nonce, state, debited, created_ms) VALUES (?,?,?,?,?,?,?,?,?,'reserved',0,?)",
             (

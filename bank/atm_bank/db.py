@@ -60,6 +60,8 @@ class Cursor(Protocol):
 
     `for_update` is the row-lock clause to append to a SELECT of rows the transaction will change
     ("" on SQLite, whose writers are serialised whole; " FOR UPDATE" on PostgreSQL).
+    `w` is a write whose result nobody reads: PostgreSQL may send it without waiting for the server
+    (pipeline mode); its error, if any, fails the transaction at the next read or at the commit.
     """
 
     for_update: str
@@ -67,6 +69,7 @@ class Cursor(Protocol):
     def q(self, sql: str, params: Params = ()) -> list[Row]: ...
     def one(self, sql: str, params: Params = ()) -> Row | None: ...
     def x(self, sql: str, params: Params = ()) -> int: ...
+    def w(self, sql: str, params: Params = ()) -> None: ...
 
 
 class Database(Protocol):
@@ -93,11 +96,15 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+Runner = Callable[[Callable[[Cursor], list[T | Exception]], Iterable[str]], list[T | Exception]]
+
+
 def _batch(
-    run: Callable[[Callable[[Cursor], list[T | Exception]], Iterable[str]], list[T | Exception]],
+    run: Runner[T],
     fns: Sequence[Callable[[Cursor], T]],
     locks: Iterable[str],
     on_error: type[Exception] | tuple[type[Exception], ...],
+    run_isolated: Runner[T] | None = None,
 ) -> list[T | Exception]:
     """All fns in one transaction; each is atomic on its own.
 
@@ -105,7 +112,8 @@ def _batch(
     fn succeeds, that is the answer. When one raises, the transaction is rolled back whole, nothing was
     committed, and the batch runs again with each fn in its own SAVEPOINT, so the failing one is undone
     alone and returned as its result. The fns can run twice: they decide from the database and their
-    closure, and nothing they produce leaves the worker before the commit.
+    closure, and nothing they produce leaves the worker before the commit. `run_isolated` (default
+    `run`) runs the savepoint pass: it must wait for every statement, so that an error is the item's own.
     """
     names = list(locks)
 
@@ -120,7 +128,7 @@ def _batch(
     except on_error:
         raise
     except Exception:
-        return run(isolated, names)
+        return (run_isolated or run)(isolated, names)
 
 
 def _savepoints(
@@ -161,6 +169,9 @@ class _SqliteCursor:
 
     def x(self, sql: str, params: Params = ()) -> int:
         return self._c.execute(sql, tuple(params)).rowcount
+
+    def w(self, sql: str, params: Params = ()) -> None:
+        self._c.execute(sql, tuple(params))
 
 
 class SqliteDatabase:
@@ -236,22 +247,44 @@ class SqliteDatabase:
 class _PgCursor:
     for_update = " FOR UPDATE"
 
-    def __init__(self, cur: Any) -> None:
+    def __init__(self, cur: Any, writer: Any = None, pipeline: Any = None) -> None:
         self._c = cur
+        self._w = writer if writer is not None else cur  # blind writes: their own cursor when pipelined
+        self._pipeline = pipeline
+
+    def _sync(self) -> None:
+        """Pipeline mode: wait for every statement sent so far (its row count is then this one's)."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
 
     def q(self, sql: str, params: Params = ()) -> list[Row]:
-        self._c.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        self._c.execute(_pg_sql(sql), tuple(params))
         return list(self._c.fetchall())
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
-        self._c.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        self._c.execute(_pg_sql(sql), tuple(params))
         row: Row | None = self._c.fetchone()
         return row
 
     def x(self, sql: str, params: Params = ()) -> int:
-        self._c.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        self._c.execute(_pg_sql(sql), tuple(params))
+        self._sync()
         count: int = self._c.rowcount
         return count
+
+    def w(self, sql: str, params: Params = ()) -> None:
+        self._w.execute(_pg_sql(sql), tuple(params))  # pipelined: sent, not waited for
+
+
+_PG_SQL: dict[str, str] = {}
+
+
+def _pg_sql(sql: str) -> str:
+    """'?' placeholders as psycopg's '%s' (cached: the same few statements run for every request)."""
+    out = _PG_SQL.get(sql)
+    if out is None:
+        out = _PG_SQL[sql] = sql.replace("%", "%%").replace("?", "%s")
+    return out
 
 
 class PostgresDatabase:
@@ -287,36 +320,78 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise StoreError(f"postgres: {exc}") from exc
 
-    def run(self, fn: Callable[[Cursor], T], locks: Iterable[str] = ()) -> T:
+    def run(
+        self,
+        fn: Callable[[Cursor], T],
+        locks: Iterable[str] = (),
+        *,
+        pipelined: bool = False,
+        retry_unique: bool = True,
+    ) -> T:
+        """One transaction under the named locks, retried on deadlocks (and unique-index races).
+
+        `pipelined`: libpq pipeline mode. Reads still wait for their answer, but blind writes
+        (`Cursor.w`) go out without waiting, so a decision costs one round trip per read instead of
+        one per statement; an error of a blind write surfaces at the next read or at the commit and
+        fails the whole transaction (the batch then reruns unpipelined, with savepoints).
+        `retry_unique=False`: a unique-index violation is not retried but raised (as StoreError).
+        """
         errors = self._psycopg.errors
+        retried: tuple[type[Exception], ...] = (errors.SerializationFailure, errors.DeadlockDetected)
+        if retry_unique:
+            retried = (*retried, errors.UniqueViolation)
         keys = sorted({lock_key(name) for name in locks})
+        conn = self._conn
         for attempt in range(self._RETRIES):
             try:
-                with self._conn.cursor() as cur:
-                    if keys:  # one round trip; unnest keeps the array's (sorted) order
-                        cur.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
-                    result = fn(_PgCursor(cur))
-                self._conn.commit()
+                if pipelined:
+                    with conn.pipeline() as pipe, conn.cursor() as cur, conn.cursor() as writer:
+                        self._lock(cur, keys)
+                        result = fn(_PgCursor(cur, writer, pipe))
+                        conn.commit()
+                else:
+                    with conn.cursor() as cur:
+                        self._lock(cur, keys)
+                        result = fn(_PgCursor(cur))
+                    conn.commit()
                 return result
-            except (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation):
-                self._conn.rollback()
+            except retried:
+                conn.rollback()
                 self.conflicts += 1
                 time.sleep(0.001 * (attempt + 1))
             except self._psycopg.Error as exc:
-                self._conn.rollback()
+                conn.rollback()
                 raise StoreError(f"postgres: {exc}") from exc
             except BaseException:
-                self._conn.rollback()
+                conn.rollback()
                 raise
         raise StoreError("postgres: too many retries (deadlocks or unique-index races)")
+
+    @staticmethod
+    def _lock(cur: Any, keys: list[int]) -> None:
+        if keys:  # one statement; unnest keeps the array's (sorted) order
+            cur.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
 
     def run_batch(
         self, fns: Sequence[Callable[[Cursor], T]], locks: Iterable[str] = ()
     ) -> list[T | Exception]:
-        """All fns in one transaction under the union of their locks, each atomic on its own (see _batch)."""
+        """All fns in one pipelined transaction under the union of their locks, each atomic on its own.
+
+        See _batch: the savepoint pass after a failure runs unpipelined, so each error is its item's.
+        Deadlocks and serialization failures retry the whole transaction. A unique-index violation is
+        not retried in the first pass (under the named locks it is an item's own fault, not a race, and
+        fifty retries of a deterministic failure cost over a second): the savepoint pass then returns
+        it as that item's result.
+        """
         errors = self._psycopg.errors
-        conflicts = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
-        return _batch(self.run, fns, locks, conflicts)
+        conflicts = (errors.SerializationFailure, errors.DeadlockDetected)
+
+        def pipelined(
+            fn: Callable[[Cursor], list[T | Exception]], names: Iterable[str]
+        ) -> list[T | Exception]:
+            return self.run(fn, names, pipelined=True, retry_unique=False)
+
+        return _batch(pipelined, fns, locks, conflicts, run_isolated=self.run)
 
     def close(self) -> None:
         self._conn.close()

@@ -19,7 +19,7 @@ def post(cur: Cursor, txid: str, kind: str, legs: list[tuple[str, int]], now_ms:
     params: list[object] = []
     for account, amount in legs:
         params += (entry_id, txid, kind, account, amount, now_ms)
-    cur.x(
+    cur.w(
         f"INSERT INTO journal (entry_id, txid, kind, ledger_account, amount, at_ms) VALUES {values}", params
     )
 

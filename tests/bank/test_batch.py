@@ -24,9 +24,9 @@ from .helpers import MODEL, make_world
 from .scenarios import A1
 
 
-def _count(db: Database, sql: str) -> int:
+def _count(db: Database, sql: str, *params: object) -> int:
     def fn(cur: Cursor) -> int:
-        row = cur.one(sql)
+        row = cur.one(sql, params)
         return int(row[0]) if row else 0
 
     return db.run(fn)
@@ -199,3 +199,62 @@ def test_fast_token_decode_equals_base32(seed: int) -> None:
         qrtoken.decode(qrtoken.PREFIX + "a" * 165)  # lower case is not base32
     with pytest.raises(TokenError):
         qrtoken.decode(qrtoken.PREFIX + "0" * 165)  # nor is 0
+
+
+def test_counters_and_replays_are_exact_inside_one_batch(any_db: Database) -> None:
+    """Each decision of a batch sees the earlier ones' writes (pipelined, unanswered writes included)."""
+    cfg = BankConfig.model_validate(
+        {
+            "face": {"thresholds": {MODEL: 0.6}},
+            "abuse": {"min_interval_s": 0, "max_attempts_atm_day": 4, "max_attempts_customer_day": 100},
+        }
+    )
+    w = make_world(any_db, cfg, n_customers=3)
+    c1, c2, c3 = list(w.customers.values())
+    token = w.token(c1)
+    batch = [
+        (w.request(A1, c1, 100, token=token), A1),
+        (w.request(A1, c1, 100, token=token), A1),  # the same phone token again: replayed
+        (w.request(A1, c2, 100), A1),
+        (w.request(A1, c3, 100), A1),  # the ATM's 4th attempt today: the last one allowed
+        (w.request(A1, c3, 100), A1),  # the 5th: over the per-ATM limit
+    ]
+    out = w.bank.authorize_many(batch)
+    got = [
+        d.response.reason.value if d.response.reason else "approve" for d in out if isinstance(d, Decision)
+    ]
+    assert got == ["approve", "TOKEN_REPLAYED", "approve", "approve", "ATTEMPTS_EXCEEDED"]
+    assert _count(any_db, "SELECT count FROM attempts WHERE scope='atm'") == 5
+    assert (
+        _count(any_db, "SELECT count FROM attempts WHERE scope='customer' AND subject=?", str(c1.customer_id))
+        == 2
+    )
+    assert _count(any_db, "SELECT COUNT(*) FROM alarms WHERE kind='attempts_exceeded'") == 1
+
+
+def test_a_failing_write_in_a_pipelined_batch_fails_only_its_item(any_db: Database) -> None:
+    """A blind write's error surfaces later (PostgreSQL pipeline): the batch reruns with savepoints and
+    only the item whose write failed gets the error; its neighbours are decided and committed."""
+    w = make_world(any_db, n_customers=3)
+    c1, c2, c3 = list(w.customers.values())
+    t0 = time.monotonic()
+    first, dup, last = w.request(A1, c1, 100), w.request(A1, c2, 100), w.request(A1, c3, 100)
+    bank = w.bank
+
+    def clash(cur: Cursor) -> Decision:
+        decided = bank.decider(dup, A1)(cur)
+        # The same request row written twice: the unique index refuses it, at once or at the commit.
+        cur.w(
+            "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
+            (dup.request_id, A1, "", 0),
+        )
+        return decided
+
+    results = any_db.run_batch([bank.decider(first, A1), clash, bank.decider(last, A1)])
+    a, failed, b = results
+    assert isinstance(a, Decision) and a.response.decision == "approve"
+    assert isinstance(failed, Exception) and not isinstance(failed, Decision)
+    assert isinstance(b, Decision) and b.response.decision == "approve"
+    assert _count(any_db, "SELECT COUNT(*) FROM txns") == 2
+    assert time.monotonic() - t0 < 1.0  # a deterministic failure is not retried fifty times
+    assert bank.authorize(dup, A1).response.decision == "approve"  # re-sent: decided afresh

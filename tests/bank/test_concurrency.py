@@ -166,3 +166,33 @@ def test_expiry_racing_the_reports_moves_each_reservation_once(any_db: Database)
     assert states == {"debited"}  # reported directly, or parked as suspect and then settled by its report
     assert balances.get(f"cash_paid:{A1}") == 600
     assert all(v == 0 for k, v in balances.items() if k.startswith(("hold:", "suspense:")))
+
+
+def test_one_token_raced_from_every_atm_pays_once(any_db: Database) -> None:
+    """The phone's token copied to 8 ATMs at the same instant: one approval, the rest TOKEN_REPLAYED.
+
+    The nonce check reads the snapshot (atm_bank.snapshot) under the customer's lock: the second
+    transaction's read waits for the first to commit and sees its nonce.
+    """
+    w = make_world(any_db, _config(50_000, 50_000), n_atms=THREADS)
+    c = next(iter(w.customers.values()))
+    token = w.token(c)
+    atms = sorted(w.atms)
+    reqs = [(w.request(atm, c, 100, token=token), atm) for atm in atms]
+
+    def body(conn: Database, i: int) -> list[Decision | Exception]:
+        return _bank_on(w, conn).authorize_many([reqs[i]])
+
+    results = [r[0] for r in _race(any_db, THREADS, body)]
+    decisions = [d for d in results if isinstance(d, Decision)]
+    assert len(decisions) == THREADS
+    assert sorted(d.response.reason.value if d.response.reason else "approve" for d in decisions) == [
+        "TOKEN_REPLAYED"
+    ] * (THREADS - 1) + ["approve"]
+
+    def check(cur: Cursor) -> tuple[int, int, list[str]]:
+        nonces = cur.one("SELECT COUNT(*) FROM used_nonces")
+        txns = cur.one("SELECT COUNT(*) FROM txns")
+        return int(nonces[0]) if nonces else -1, int(txns[0]) if txns else -1, ledger.check_balanced(cur)
+
+    assert any_db.run(check) == (1, 1, [])
