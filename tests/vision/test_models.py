@@ -16,6 +16,7 @@ def test_manifest_records_every_model_with_source_hash_and_shapes() -> None:
     assert {
         "blazeface_short_range",
         "face_landmark",
+        "iris_landmark",
         "mobilefacenet",
         "sface",
         "minifasnet_v2",
@@ -35,7 +36,7 @@ def test_models_step_is_idempotent_and_files_match_manifest(models_ready: None) 
     manifest = load_manifest(MANIFEST_PATH)
     fetched = materialise(manifest, CACHE_DIR, default_liveness_dir(), CACHE_DIR / "dl", log=lambda _: None)
     assert fetched == 0
-    for name in ("blazeface_short_range", "face_landmark", "mobilefacenet", "sface"):
+    for name in ("blazeface_short_range", "face_landmark", "iris_landmark", "mobilefacenet", "sface"):
         entry = manifest.entry(name)
         path = MANIFEST_PATH.parent / entry.file if entry.location == "committed" else CACHE_DIR / entry.file
         assert sha256_bytes(path.read_bytes()) == entry.sha256
