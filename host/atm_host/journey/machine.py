@@ -711,7 +711,7 @@ class Journey:
         self.bank.send_event("presentation_attack", "alarm", detail)
 
     def _challenge(self, ctx: _Ctx, unsure: list[tuple[np.ndarray, float, float]], first: float) -> FaceProbe:
-        """Passive liveness is unsure: ask for a blink or a head turn (face_landmark across frames)."""
+        """Passive liveness is unsure: ask for a blink or a head turn (face mesh and eyes across frames)."""
         challenge = random_challenge()
         key = {Challenge.BLINK: "blink", Challenge.TURN_LEFT: "turn_left", Challenge.TURN_RIGHT: "turn_right"}
         text = msg.GUIDANCE[key.get(challenge, "blink")]

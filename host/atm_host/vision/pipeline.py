@@ -12,6 +12,7 @@ from .detector import BlazeFace, Detection, pick_customer
 from .embedder import make_embedder
 from .errors import ConfigError, MultipleFacesError, NoFaceError
 from .frame import FloatArray, Frame, check_frame
+from .iris import EyeContours, IrisLandmarker
 from .landmarks import FaceLandmarker, FaceMesh
 from .liveness import PassiveLiveness, PassiveResult
 from .manifest import ModelEntry, load_manifest
@@ -55,6 +56,7 @@ class FacePipeline:
         self.detector = BlazeFace(self._load("blazeface_short_range"), cfg.detector)
         self.embedder = make_embedder(cfg.embedder, self._load(cfg.embedder))
         self._landmarker: FaceLandmarker | None = None
+        self._iris: IrisLandmarker | None = None
         self._liveness: PassiveLiveness | None = None
 
     def _load(self, name: str) -> TfliteModel:
@@ -90,6 +92,13 @@ class FacePipeline:
         if self._landmarker is None:
             self._landmarker = FaceLandmarker(self._load("face_landmark"))
         return self._landmarker
+
+    @property
+    def iris(self) -> IrisLandmarker:
+        """The eye contour model, loaded on first use (blink challenge only)."""
+        if self._iris is None:
+            self._iris = IrisLandmarker(self._load("iris_landmark"))
+        return self._iris
 
     def find_customer(self, frame: Frame) -> Detection:
         """The customer's face (NoFaceError / MultipleFacesError otherwise)."""
@@ -127,8 +136,21 @@ class FacePipeline:
         """face_landmark mesh of `face` (for the active challenge)."""
         return self._timed("landmarks", lambda: self.landmarker.mesh(frame, face))
 
+    def eyes(self, frame: Frame, mesh: FaceMesh) -> EyeContours:
+        """iris_landmark's eye contours and openness for the face `mesh` (for the blink challenge)."""
+        return self._timed("eyes", lambda: self.iris.eyes(frame, mesh))
+
+    def eye_openness(self, frame: Frame, mesh: FaceMesh) -> float:
+        """Eye openness as the blink challenge measures it (`ChallengeConfig.eye_model`)."""
+        if self.config.challenge.eye_model == "iris_landmark":
+            return self.eyes(frame, mesh).openness()
+        return mesh.eye_openness()
+
     def run_challenge(self, frames: Iterable[Frame], challenge: Challenge) -> ChallengeState:
-        """Active liveness over consecutive frames; FAILED if they run out or a second face appears."""
+        """Active liveness over consecutive frames; FAILED if they run out or a second face appears.
+
+        Every frame: detect, face mesh (yaw, face shape); for a blink also the eyes (`eye_openness`).
+        """
         tracker = ChallengeTracker(challenge, self.config.challenge)
         for frame in frames:
             try:
@@ -138,7 +160,9 @@ class FacePipeline:
             except MultipleFacesError:
                 return ChallengeState.FAILED  # someone else stepped in: start again
             mesh = self.mesh(frame, face)
-            state = tracker.update(mesh.eye_openness(), mesh.yaw_deg())
+            blink = challenge is Challenge.BLINK
+            openness = self.eye_openness(frame, mesh) if blink else mesh.eye_openness()
+            state = tracker.update(openness, mesh.yaw_deg(), mesh.height_ratio())
             if state is not ChallengeState.PENDING:
                 return state
         return ChallengeState.FAILED
