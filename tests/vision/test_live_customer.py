@@ -226,7 +226,7 @@ def test_a_photos_noise_and_jitter_never_read_as_a_blink(
 
 
 def test_a_photo_tilted_back_does_not_pass_as_a_blink(pipe: FacePipeline, held_photos: list[Frame]) -> None:
-    """Tilting a photo back narrows its eyes (to 0.58-0.84 of open at 0.7 of the height) and the whole face
+    """Tilting a photo back narrows its eyes (to 0.58-0.86 of open at 0.7 of the height) and the whole face
     with them: the face-shape check refuses the closure; without it the tilt would pass."""
     squash = (1.0, 1.0, 1.0, 1.0, 0.9, 0.8, 0.7, 0.6, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0)
     frames = [_held_up(held_photos[0], k, s) for k, s in enumerate(squash)]
