@@ -62,6 +62,8 @@ class _Ctx:
     token: _TokenCheck
     snap: snapshot.Snapshot
     alarms: list[ConsoleAlarm] = field(default_factory=list[ConsoleAlarm])
+    # Attempts to count, written once at the end of the decision (nothing in it reads them back).
+    attempts: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
 
 
 class _DeclineError(Exception):
@@ -156,6 +158,8 @@ class Bank:
                 response = self._decide(ctx)
             except _DeclineError as d:
                 response = decline(req.request_id, d.reason, d.retry_after_s)
+            if ctx.attempts:
+                abuse.count_attempts(cur, ctx.attempts, day, now_ms)
             text = response.model_dump_json()
             cur.w(
                 "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
@@ -175,7 +179,7 @@ class Bank:
             raise _DeclineError(Reason.UNKNOWN_ATM)
         if req.atm_id != ctx.topic_atm or not hmac.compare_digest(req.device_id, atm.device_id.hex()):
             raise _DeclineError(Reason.WRONG_ATM)
-        abuse.count_attempts(cur, [("atm", ctx.topic_atm)], ctx.day, ctx.now_ms)
+        ctx.attempts.append(("atm", ctx.topic_atm))
         if snap.atm_attempts_today + 1 > cfg.abuse.max_attempts_atm_day:
             self._alarm(ctx, "attempts_exceeded", "atm", ctx.topic_atm)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
@@ -250,7 +254,7 @@ class Bank:
     def _check_rate(self, ctx: _Ctx, customer: str, account: str) -> None:
         """Count the verified customer's and account's attempts (lockouts and interval: _precheck)."""
         cfg, snap = self.cfg.abuse, ctx.snap
-        abuse.count_attempts(ctx.cur, [("customer", customer), ("account", account)], ctx.day, ctx.now_ms)
+        ctx.attempts += [("customer", customer), ("account", account)]
         if snap.customer_attempts_today + 1 > cfg.max_attempts_customer_day:
             self._alarm(ctx, "attempts_exceeded", "customer", customer)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)

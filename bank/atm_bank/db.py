@@ -3,6 +3,7 @@
 import fcntl
 import hashlib
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -245,37 +246,80 @@ class SqliteDatabase:
 
 
 class _PgCursor:
+    """A PostgreSQL transaction's cursor; pipelined, it also folds blind writes into one statement.
+
+    Pipelined (`pipeline` given), `w` only queues: the queued writes go out as one statement, joined
+    with data-modifying WITH clauses (PostgreSQL runs every one of them exactly once, to completion),
+    before the next read, row count or commit. Writes to the same table never share a statement (the
+    clauses of one statement cannot see each other's rows), and only INSERT and UPDATE are folded.
+    One decision's writes (attempts, nonce, transaction, ledger legs, answer) thus cost one statement.
+    """
+
     for_update = " FOR UPDATE"
 
     def __init__(self, cur: Any, writer: Any = None, pipeline: Any = None) -> None:
         self._c = cur
         self._w = writer if writer is not None else cur  # blind writes: their own cursor when pipelined
         self._pipeline = pipeline
+        self._queued: list[tuple[str, str, Params]] = []  # (table, sql, params) not yet sent
 
     def _sync(self) -> None:
         """Pipeline mode: wait for every statement sent so far (its row count is then this one's)."""
         if self._pipeline is not None:
             self._pipeline.sync()
 
+    def flush(self) -> None:
+        """Send the queued blind writes (one statement per run of distinct tables), not waiting."""
+        queued, self._queued = self._queued, []
+        group: list[tuple[str, str, Params]] = []
+        for item in queued:
+            if any(t == item[0] for t, _, _ in group):
+                self._send(group)
+                group = []
+            group.append(item)
+        if group:
+            self._send(group)
+
+    def _send(self, group: list[tuple[str, str, Params]]) -> None:
+        *clauses, (_, last, last_params) = group
+        params: list[object] = []
+        head = ""
+        if clauses:
+            head = "WITH " + ", ".join(f"w{i} AS ({sql})" for i, (_, sql, _) in enumerate(clauses)) + " "
+            for _, _, p in clauses:
+                params.extend(p)
+        params.extend(last_params)
+        self._w.execute(_pg_sql(head + last), params)
+
     def q(self, sql: str, params: Params = ()) -> list[Row]:
+        self.flush()
         self._c.execute(_pg_sql(sql), tuple(params))
         return list(self._c.fetchall())
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
+        self.flush()
         self._c.execute(_pg_sql(sql), tuple(params))
         row: Row | None = self._c.fetchone()
         return row
 
     def x(self, sql: str, params: Params = ()) -> int:
+        self.flush()
         self._c.execute(_pg_sql(sql), tuple(params))
         self._sync()
         count: int = self._c.rowcount
         return count
 
     def w(self, sql: str, params: Params = ()) -> None:
-        self._w.execute(_pg_sql(sql), tuple(params))  # pipelined: sent, not waited for
+        target = _WRITE_TARGET.match(sql)
+        if self._pipeline is None or target is None:
+            self.flush()
+            self._w.execute(_pg_sql(sql), tuple(params))  # pipelined: sent, not waited for
+            return
+        self._queued.append((target.group(1).lower(), sql, tuple(params)))
 
 
+# The table a foldable blind write changes (INSERT INTO t ... / UPDATE t ...).
+_WRITE_TARGET = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE)\s+(\w+)", re.IGNORECASE)
 _PG_SQL: dict[str, str] = {}
 
 
@@ -347,7 +391,9 @@ class PostgresDatabase:
                 if pipelined:
                     with conn.pipeline() as pipe, conn.cursor() as cur, conn.cursor() as writer:
                         self._lock(cur, keys)
-                        result = fn(_PgCursor(cur, writer, pipe))
+                        pg_cur = _PgCursor(cur, writer, pipe)
+                        result = fn(pg_cur)
+                        pg_cur.flush()
                         conn.commit()
                 else:
                     with conn.cursor() as cur:

@@ -258,3 +258,45 @@ def test_a_failing_write_in_a_pipelined_batch_fails_only_its_item(any_db: Databa
     assert _count(any_db, "SELECT COUNT(*) FROM txns") == 2
     assert time.monotonic() - t0 < 1.0  # a deterministic failure is not retried fifty times
     assert bank.authorize(dup, A1).response.decision == "approve"  # re-sent: decided afresh
+
+
+class _RecordingCursor:
+    """Stands in for a psycopg cursor: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[object]]] = []
+
+    def execute(self, sql: str, params: object = ()) -> None:
+        self.sent.append((sql, list(params)))  # type: ignore[call-overload]
+
+    def fetchone(self) -> tuple[int]:
+        return (1,)
+
+
+def test_pipelined_blind_writes_fold_into_one_statement_per_run_of_distinct_tables() -> None:
+    from atm_bank.db import _PgCursor  # pyright: ignore[reportPrivateUsage]
+
+    reader, writer = _RecordingCursor(), _RecordingCursor()
+    cur = _PgCursor(reader, writer, pipeline=object())
+    cur.w("INSERT INTO attempts (a) VALUES (?)", (1,))
+    cur.w("INSERT INTO used_nonces (n) VALUES (?)", ("n1",))
+    cur.w("UPDATE attempts SET a = ? WHERE b = ?", (2, 3))  # same table again: a new statement
+    cur.w("INSERT INTO requests (r) VALUES (?)", ("r1",))
+    assert writer.sent == []  # queued, nothing sent yet
+    cur.one("SELECT 1")  # a read sends the queued writes first, in order
+    assert writer.sent == [
+        (
+            "WITH w0 AS (INSERT INTO attempts (a) VALUES (%s)) INSERT INTO used_nonces (n) VALUES (%s)",
+            [1, "n1"],
+        ),
+        (
+            "WITH w0 AS (UPDATE attempts SET a = %s WHERE b = %s) INSERT INTO requests (r) VALUES (%s)",
+            [2, 3, "r1"],
+        ),
+    ]
+    assert reader.sent == [("SELECT 1", [])]
+    cur.w("DELETE FROM requests WHERE r = ?", ("r1",))  # not foldable: sent at once, alone
+    assert writer.sent[-1] == ("DELETE FROM requests WHERE r = %s", ["r1"])
+    unpipelined = _PgCursor(reader, writer)
+    unpipelined.w("INSERT INTO attempts (a) VALUES (?)", (9,))  # savepoint pass: every write sent at once
+    assert writer.sent[-1] == ("INSERT INTO attempts (a) VALUES (%s)", [9])
