@@ -18,7 +18,10 @@ from atm_tools.benchrows import Row, as_dicts, drain
 BENCHES: dict[str, tuple[str, list[str]]] = {
     "link": ("atm_tools.bench_link", []),
     "vision": ("atm_tools.bench_vision", []),
-    "bank": ("atm_tools.bench_bank", ["--atms", "1000", "--requests", "3000", "--workers", "1,2,4"]),
+    "bank": (
+        "atm_tools.bench_bank",
+        ["--atms", "1000", "--requests", "3000", "--workers", "1,2,4", "--db", "sqlite,postgres"],
+    ),
     "console": ("atm_tools.bench_console", []),
     "journey": ("atm_tools.bench_journey", ["-n", "20"]),
 }

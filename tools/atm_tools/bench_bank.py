@@ -458,7 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         "--db", default="sqlite", help="comma-separated backends: sqlite, postgres (a private server)"
     )
     parser.add_argument(
-        "--sqlite-sync", default="NORMAL", choices=["FULL", "NORMAL"], help="bank DB durability"
+        "--sqlite-sync",
+        default="FULL",
+        choices=["FULL", "NORMAL"],
+        help="SQLite durability (FULL, the service's default: a commit survives power loss)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     args = parser.parse_args(argv)
@@ -476,8 +479,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(run_once(args, n, Path(tmp), backend, pg))
                     r = rows[-1]
                     tag = f"{backend}, {n} worker{'s' if n > 1 else ''}"
+                    durability = f"synchronous={args.sqlite_sync}" if backend == "sqlite" else "fsync=off"
                     record("bank", f"most authorizations/s, {tag}", r["max_auth_per_s"], None, "auth/s",
-                           f"closed loop, {args.concurrency} in flight")  # fmt: skip
+                           f"closed loop, {args.concurrency} in flight; {durability}")  # fmt: skip
                     note = f"p99 {r['p99_ms']:.1f} ms (target 50); {r['auth_per_s']:.0f}/s answered"
                     measure = f"latency at {args.rate:.0f}/s offered, {tag}"
                     record("bank", measure, r["p50_ms"], None, "ms", note)
