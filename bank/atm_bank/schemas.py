@@ -6,7 +6,7 @@ sender on a newer version fails loudly instead of being half understood.
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .reasons import Reason
 
@@ -131,6 +131,29 @@ class TxnReport(Msg):
     txid: Hex16 = Field(description="Transaction id (also the idempotency key).")
     report: str = Field(pattern=r"^[0-9a-f]+$", max_length=400, description="MCU report bytes as hex.")
     ts_ms: int = Field(ge=0, description="Host clock.")
+
+
+class TxnAbandon(Msg):
+    """ATM -> bank (through the outbox): the ATM gave up on a request or transaction it saw no note of.
+
+    Sent after an authorization went unanswered (the MCU nonce is burnt, so a late approval can never
+    dispense) and after a dispense the MCU never began (GET_REPORT unknown even after the nonce was burnt).
+    The host's word is not proof: the bank never reverses on it, it parks an approved reservation as
+    suspect (for reconciliation, or the MCU's signed report if one comes) and closes an undecided request.
+    """
+
+    atm_id: AtmId
+    request_id: Hex16 | None = Field(default=None, description="The authorization request given up on.")
+    txid: Hex16 | None = Field(default=None, description="The approved transaction, when the ATM has it.")
+    reason: Literal["auth_timeout", "not_started"] = Field(description="Why the ATM gave up.")
+    detail: str = Field(default="", max_length=200, description="The host's error text.")
+    ts_ms: int = Field(ge=0, description="Host clock.")
+
+    @model_validator(mode="after")
+    def _names_something(self) -> "TxnAbandon":
+        if self.request_id is None and self.txid is None:
+            raise ValueError("an abandon names a request_id, a txid or both")
+        return self
 
 
 class TxnResult(Msg):

@@ -35,7 +35,7 @@ from .broker import BrokerSettings
 from .core import Bank, Decision, decline
 from .db import Cursor, Database
 from .reasons import Reason
-from .schemas import AuthRequest, FleetConfig, TxnReport, TxnResult
+from .schemas import AuthRequest, FleetConfig, TxnAbandon, TxnReport, TxnResult
 from .settle import Settler
 
 log = logging.getLogger("atm_bank.service")
@@ -62,6 +62,7 @@ class _Job:
     atm: str
     auth: AuthRequest | None = None
     report: TxnReport | None = None
+    abandon: TxnAbandon | None = None
     result: Decision | TxnResult | Exception | None = None
 
 
@@ -162,6 +163,7 @@ class BankWorker:
             [
                 (topics.shared(topics.auth_request("+"), group), SubscribeOptions(qos=1)),
                 (topics.shared(topics.txn_report("+"), group), SubscribeOptions(qos=1)),
+                (topics.shared(topics.txn_abandon("+"), group), SubscribeOptions(qos=1)),
             ]
         )
         client.publish(f"{topics.BANK_STATE}/{self.name}", b"online", qos=1, retain=True)
@@ -251,6 +253,12 @@ class BankWorker:
             except ValidationError as exc:
                 self._malformed(msg, exc)
                 return None
+        if msg.topic == topics.txn_abandon(atm):
+            try:
+                return _Job(msg, atm, abandon=TxnAbandon.model_validate_json(msg.payload))
+            except ValidationError as exc:
+                self._malformed(msg, exc)
+                return None
         self.counters["unexpected_topic"] += 1
         return None
 
@@ -264,6 +272,9 @@ class BankWorker:
             elif job.report is not None:
                 db, fn = self.settler.db, self.settler.settler(job.report, job.atm)
                 locks = self.settler.locks_for(job.report, job.atm)
+            elif job.abandon is not None:
+                db, fn = self.settler.db, self.settler.abandoner(job.abandon, job.atm)
+                locks = self.settler.abandon_locks(job.abandon, job.atm)
             else:
                 continue
             entry = by_db.setdefault(id(db), (db, [], []))
@@ -294,6 +305,13 @@ class BankWorker:
                 self.client.publish(topics.CONSOLE_ALARM, alarm.model_dump_json(), qos=1)
             if self.on_handled is not None:
                 self.on_handled(job.auth.request_id)
+        elif job.abandon is not None:
+            self.counters["abandon_" + (result.outcome if isinstance(result, TxnResult) else "closed")] += 1
+            log.warning(
+                "%s: %s abandoned %s (%s)", self.name, atm, job.abandon.request_id, job.abandon.reason
+            )
+            if isinstance(result, TxnResult):
+                self._reply(msg, atm, topics.txn_result(atm), result.model_dump_json(), _correlation(msg))
         elif isinstance(result, TxnResult):
             self.counters["report_" + result.outcome] += 1
             self._reply(msg, atm, topics.txn_result(atm), result.model_dump_json(), _correlation(msg))

@@ -17,11 +17,12 @@ from atm_wire.messages import (
 )
 
 from . import ledger
-from .core import Clock
+from .core import Clock, decline
 from .db import Cursor, Database
 from .errors import StoreError
+from .reasons import Reason
 from .registry import load_atm
-from .schemas import TxnReport, TxnResult
+from .schemas import TxnAbandon, TxnReport, TxnResult
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def outcome_of(rep: Report, denominations: list[int], notes: list[int], amount: 
 
 
 class Settler:
-    """Applies reports and operator reconciliations to the ledger, once per transaction."""
+    """Applies reports, abandons and operator reconciliations to the ledger, once per transaction."""
 
     def __init__(self, db: Database, clock: Clock = time.time) -> None:
         self.db = db
@@ -141,6 +142,65 @@ class Settler:
             (outcome, paid, now_ms, msg.report, msg.txid),
         )
         return TxnResult(txid=msg.txid, outcome=outcome, debited_yuan=paid)  # type: ignore[arg-type]
+
+    # ----- an ATM giving up ---------------------------------------------------------------------------
+    def abandon(self, msg: TxnAbandon, topic_atm: str) -> TxnResult | None:
+        """Apply one abandon message in its own transaction (see abandoner)."""
+        return self.db.run(self.abandoner(msg, topic_atm), self.abandon_locks(msg, topic_atm))
+
+    @staticmethod
+    def abandon_locks(msg: TxnAbandon, topic_atm: str) -> list[str]:
+        """The ATM (its decisions run under atm:<id>) and the transaction, when named."""
+        return [f"atm:{topic_atm}", *([f"txn:{msg.txid}"] if msg.txid else [])]
+
+    def abandoner(self, msg: TxnAbandon, topic_atm: str) -> Callable[[Cursor], TxnResult | None]:
+        """The body of an abandon: close an undecided request, park an approved reservation as suspect.
+
+        Undecided (the request is still queued somewhere): its answer is stored now as a STALE_REQUEST
+        decline, so when the request arrives it gets that answer and reserves nothing. Approved and still
+        reserved: hold -> suspense, state suspect (the host's word never reverses money; reconciliation
+        or the MCU's signed report settles it). Anything else (declined, debited, reversed, suspect)
+        is left alone. Idempotent: a repeated abandon changes nothing. None: no transaction to report.
+        """
+        now_ms = int(self.clock() * 1000)
+
+        def fn(cur: Cursor) -> TxnResult | None:
+            if msg.atm_id != topic_atm:
+                return None
+            by, key = ("txid", msg.txid) if msg.txid else ("request_id", msg.request_id or "")
+            row = cur.one(
+                f"SELECT txid, atm_id, account_id, amount, state, debited FROM txns WHERE {by}=?"
+                + cur.for_update,
+                (key,),
+            )
+            if row is None:
+                rid = msg.request_id
+                if rid is not None and cur.one("SELECT 1 FROM requests WHERE request_id=?", (rid,)) is None:
+                    text = decline(rid, Reason.STALE_REQUEST).model_dump_json()
+                    cur.x(
+                        "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
+                        (rid, topic_atm, text, now_ms),
+                    )
+                return None
+            txid, atm_id, account_id, amount, state = (
+                str(row[0]),
+                str(row[1]),
+                int(row[2]),
+                int(row[3]),
+                str(row[4]),
+            )
+            if atm_id != topic_atm:
+                return None
+            if state == "reserved":
+                ledger.to_suspense(
+                    cur, txid, account_id=account_id, atm_id=atm_id, amount=amount, now_ms=now_ms
+                )
+                cur.x("UPDATE txns SET state='suspect', settled_ms=? WHERE txid=?", (now_ms, txid))
+                state = "suspect"
+            result = {"txid": txid, "outcome": state, "debited_yuan": int(row[5])}
+            return TxnResult.model_validate({**result, "detail": f"abandoned: {msg.reason}"})
+
+        return fn
 
     def expire_reservations(self, older_than_s: float) -> list[str]:
         """Reservations with no final report after older_than_s become suspect (cash may have left)."""

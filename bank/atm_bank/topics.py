@@ -36,6 +36,10 @@ def txn_report(atm_id: str) -> str:
     return f"{ROOT}/{atm_id}/txn/report"
 
 
+def txn_abandon(atm_id: str) -> str:
+    return f"{ROOT}/{atm_id}/txn/abandon"
+
+
 def txn_result(atm_id: str) -> str:
     return f"{ROOT}/{atm_id}/txn/result"
 

@@ -76,6 +76,9 @@ def test_tls_approve_and_acl_refusals(tls: TlsEnv) -> None:
     link = start_link(w, tls.broker, A1, tls.tmp, **tls.client_files(A1))
     c = next(iter(w.customers.values()))
     assert link.authorize(w.request(A1, c, 100)).decision == "approve"
+    # The ACL lets an ATM tell the bank it gave up (its own tree only): the worker closes the request.
+    link.send_abandon(request_id="ab" * 16, txid=None, reason="auth_timeout", detail="test")
+    wait_for(lambda: worker.counters["abandon_closed"] == 1, what="abandon handled")
 
     # ATM0001 tries to act as ATM0002 and to read ATM0002's answers.
     client, codes, connected = _raw(tls, A1)

@@ -83,6 +83,21 @@ def test_approve_dispense_report_debit(live: Live) -> None:
     assert live.worker.counters["auth_approve"] == 1
 
 
+def test_an_abandoned_approval_is_parked_as_suspect_over_mqtt(live: Live) -> None:
+    """The ATM never began the dispense: it tells the bank through its outbox; the hold becomes suspect."""
+    w = live.world
+    c = next(iter(w.customers.values()))
+    link = live.link(A1)
+    r = link.authorize(w.request(A1, c, 200))
+    assert r.decision == "approve" and r.txid
+    link.send_abandon(request_id=None, txid=r.txid, reason="not_started", detail="unknownTransaction")
+    wait_for(lambda: any(x.txid == r.txid for x in live.results), what="txn result")
+    (res,) = live.results
+    assert res.outcome == "suspect" and res.detail == "abandoned: not_started"
+    assert live.worker.counters["abandon_suspect"] == 1
+    assert live.balanced() == []
+
+
 def test_offline_checks_reject_forgery_expiry_and_limits(live: Live) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

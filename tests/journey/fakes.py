@@ -536,6 +536,7 @@ class FakeBank:
         self.requests: list[AuthRequest] = []
         self.events: list[Sent] = []
         self.reports: list[tuple[str, r.Report]] = []
+        self.abandons: list[tuple[str | None, str | None, str]] = []  # (request_id, txid, reason)
         self.telemetry: list[tuple[str, dict[str, int]]] = []
         self.approved: dict[str, AuthRequest] = {}
         self._lock = threading.Lock()
@@ -579,6 +580,17 @@ class FakeBank:
             atm_id=self.atm, event_id=os.urandom(16).hex(), seq=0, ts_ms=0, kind=kind,
             severity=severity, detail=dict(detail or {}),  # type: ignore[arg-type]
         )  # fmt: skip
+
+    def send_abandon(
+        self,
+        *,
+        request_id: str | None,
+        txid: str | None,
+        reason: Literal["auth_timeout", "not_started"],
+        detail: str,
+    ) -> None:
+        with self._lock:
+            self.abandons.append((request_id, txid, reason))
 
     def send_report(self, txid: str, report: bytes) -> None:
         rep = r.parse_report(report)

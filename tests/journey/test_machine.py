@@ -394,6 +394,7 @@ def test_no_answer_from_the_bank_pays_nothing_and_burns_the_nonce(
     assert rig.disp.count("get_nonce") == 2  # the one the request named, then burnt
     (ev,) = rig.bank.events_of("auth_timeout")
     assert ev.detail["request_id"] == rig.bank.requests[0].request_id
+    assert rig.bank.abandons == [(rig.bank.requests[0].request_id, None, "auth_timeout")]  # the bank is told
 
 
 def test_bank_unreachable_or_unconfigured_is_out_of_service_and_back(make_rig: Callable[..., Rig]) -> None:
@@ -530,6 +531,7 @@ def test_a_dispense_refused_before_it_began_is_dropped_not_pending_forever(
     assert not j.pending.all() and rig.bank.reports_of(rec.txid) == []
     (ev,) = rig.bank.events_of("dispense_not_started")
     assert ev.detail["txid"] == rec.txid
+    assert rig.bank.abandons == [(None, rec.txid, "not_started")]  # the bank parks the hold as suspect
     assert rig.disp.count("get_nonce") == 2  # burnt before concluding: a queued DISPENSE can never run
     rig.disp.refuse_dispense = None
     j.wait_state({State.IDLE}, WAIT_S)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from atm_bank import topics
@@ -27,6 +27,7 @@ from atm_bank.schemas import (
     Event,
     FleetConfig,
     Telemetry,
+    TxnAbandon,
     TxnReport,
     TxnResult,
 )
@@ -258,6 +259,30 @@ class BankLink:
         """Store the MCU's signed final report durably and send it (the bank settles the ledger with it)."""
         msg = TxnReport(atm_id=self.atm, txid=txid, report=report.hex(), ts_ms=_now_ms())
         self.outbox.put(topics.txn_report(self.atm), msg.model_dump_json().encode())
+        self._wake.set()
+
+    def send_abandon(
+        self,
+        *,
+        request_id: str | None,
+        txid: str | None,
+        reason: Literal["auth_timeout", "not_started"],
+        detail: str,
+    ) -> None:
+        """Tell the bank, durably, that this ATM gave up on a request or transaction it saw no note of.
+
+        The bank closes an undecided request and parks an approved reservation as suspect (never a
+        reversal on the host's word); reconciliation or a later signed MCU report settles it.
+        """
+        msg = TxnAbandon(
+            atm_id=self.atm,
+            request_id=request_id,
+            txid=txid,
+            reason=reason,
+            detail=detail[:200],
+            ts_ms=_now_ms(),
+        )
+        self.outbox.put(topics.txn_abandon(self.atm), msg.model_dump_json().encode())
         self._wake.set()
 
     def send_telemetry(self, state: str, counters: dict[str, int]) -> bool:

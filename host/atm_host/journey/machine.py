@@ -847,6 +847,10 @@ class Journey:
                 self.dispenser.get_nonce(timeout=self.cfg.timeouts.nonce_s)
             except LinkError:
                 pass
+            # The bank is told (through the outbox): it closes the request, or parks its hold as suspect.
+            self.bank.send_abandon(
+                request_id=req.request_id, txid=None, reason="auth_timeout", detail=str(exc)
+            )
             return None
 
     @staticmethod
@@ -963,8 +967,9 @@ class Journey:
         return None
 
     def _not_started(self, txid: str, error: str) -> None:
-        """Nothing moved and nothing can: drop it from pending; the bank's reconcile expires the hold."""
+        """Nothing moved and nothing can: the bank is told (its hold becomes suspect), pending dropped."""
         log.warning("transaction %s was never started by the dispenser", txid)
+        self.bank.send_abandon(request_id=None, txid=txid, reason="not_started", detail=error)
         self.pending.remove(txid)
         self.bank.send_event("dispense_not_started", "warning", {"txid": txid, "error": error[:100]})
 

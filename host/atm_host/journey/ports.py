@@ -1,7 +1,7 @@
 """The small interfaces the journey drives: camera, dispenser, face pipeline, bank (real classes fit them)."""
 
 from collections.abc import Callable, Iterable
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from atm_bank.schemas import AuthRequest, AuthResponse, Cassette, Command, Event, FleetConfig, TxnResult
 
@@ -93,5 +93,14 @@ class Bank(Protocol):
     def send_event(self, kind: str, severity: str, detail: dict[str, str | int] | None = None) -> Event: ...
 
     def send_report(self, txid: str, report: bytes) -> None: ...
+
+    def send_abandon(
+        self,
+        *,
+        request_id: str | None,
+        txid: str | None,
+        reason: Literal["auth_timeout", "not_started"],
+        detail: str,
+    ) -> None: ...
 
     def send_telemetry(self, state: str, counters: dict[str, int]) -> bool: ...
