@@ -111,7 +111,7 @@ class Bank:
         Nothing is answered before the commit: the caller publishes the decisions only after this returns.
         """
         locks = [name for req, atm in items for name in self.locks_for(req, atm)]
-        return self.db.run_batch([self.decider(req, atm) for req, atm in items], locks)
+        return self.db.run_batch(self.deciders(items), locks)
 
     @staticmethod
     def locks_for(req: AuthRequest, topic_atm: str) -> list[str]:
@@ -129,45 +129,42 @@ class Bank:
             return names
         return [*names, f"customer:{claimed.customer_id}", f"account:{claimed.account_id}"]
 
-    def decider(self, req: AuthRequest, topic_atm: str) -> Callable[[Cursor], Decision]:
-        """The body of one authorization, to run inside a transaction (the token is checked now, outside)."""
-        now = self.clock()
-        now_ms = int(now * 1000)
-        token = self._check_token(req.qr_token, now)
-        day = business_day(now_ms, self.cfg.limits.day_utc_offset_hours)
+    def decider(self, req: AuthRequest, topic_atm: str, prefetch: bool = False) -> "_Decider":
+        """The body of one authorization, to run inside a transaction (the token is checked now, outside).
 
-        claimed = token.claimed
-        cid, aid = (claimed.customer_id, claimed.account_id) if claimed else (-1, -1)
-        nonce_hex = claimed.nonce.hex() if claimed else ""
+        `prefetch`: its snapshot read may be sent ahead, at the start of the batch (see deciders).
+        """
+        return _Decider(self, req, topic_atm, prefetch)
 
-        def fn(cur: Cursor) -> Decision:
-            snap = snapshot.read(
-                cur,
-                request_id=req.request_id,
-                atm_id=topic_atm,
-                day=day,
-                customer_id=cid,
-                account_id=aid,
-                nonce_hex=nonce_hex,
-            )
-            if snap.stored_response is not None:
-                stored = snap.stored_response
-                return Decision(AuthResponse.model_validate_json(stored), fresh=False, response_json=stored)
-            ctx = _Ctx(cur, req, topic_atm, now, now_ms, day, token, snap)
-            try:
-                response = self._decide(ctx)
-            except _DeclineError as d:
-                response = decline(req.request_id, d.reason, d.retry_after_s)
-            if ctx.attempts:
-                abuse.count_attempts(cur, ctx.attempts, day, now_ms)
-            text = response.model_dump_json()
-            cur.w(
-                "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
-                (req.request_id, topic_atm, text, now_ms),
-            )
-            return Decision(response, ctx.alarms, response_json=text)
+    def deciders(self, items: Sequence[tuple[AuthRequest, str]]) -> list["_Decider"]:
+        """Deciders for one batch, in order; those whose subjects no earlier item of the batch shares
+        send their snapshot read ahead (nothing an earlier item writes can change what they read)."""
+        seen: set[str] = set()
+        out: list[_Decider] = []
+        for req, atm in items:
+            subjects = set(self.locks_for(req, atm))
+            out.append(_Decider(self, req, atm, prefetch=not subjects & seen))
+            seen |= subjects
+        return out
 
-        return fn
+    def _decide_one(self, d: "_Decider", cur: Cursor, snap: snapshot.Snapshot) -> Decision:
+        req, topic_atm = d.req, d.topic_atm
+        if snap.stored_response is not None:
+            stored = snap.stored_response
+            return Decision(AuthResponse.model_validate_json(stored), fresh=False, response_json=stored)
+        ctx = _Ctx(cur, req, topic_atm, d.now, d.now_ms, d.day, d.token, snap)
+        try:
+            response = self._decide(ctx)
+        except _DeclineError as e:
+            response = decline(req.request_id, e.reason, e.retry_after_s)
+        if ctx.attempts:
+            abuse.count_attempts(cur, ctx.attempts, d.day, d.now_ms)
+        text = response.model_dump_json()
+        cur.w(
+            "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
+            (req.request_id, topic_atm, text, d.now_ms),
+        )
+        return Decision(response, ctx.alarms, response_json=text)
 
     def _decide(self, ctx: _Ctx) -> AuthResponse:
         """The rules, in order, on the snapshot; every write is blind (its new value is known here)."""
@@ -353,3 +350,43 @@ class Bank:
         )
         if alarm is not None:
             ctx.alarms.append(alarm)
+
+
+class _Decider:
+    """One authorization's body, callable inside a transaction; the token was checked when it was made.
+
+    `prepare(cur)` (called by db._batch before the batch's first item runs) sends the snapshot read
+    ahead when `prefetch` is set; the result is used only by a call on that same cursor, so a batch run
+    again (the savepoint pass) reads afresh.
+    """
+
+    def __init__(self, bank: Bank, req: AuthRequest, topic_atm: str, prefetch: bool) -> None:
+        self.bank, self.req, self.topic_atm, self.prefetch = bank, req, topic_atm, prefetch
+        self.now = bank.clock()
+        self.now_ms = int(self.now * 1000)
+        self.token = bank._check_token(req.qr_token, self.now)  # pyright: ignore[reportPrivateUsage]
+        self.day = business_day(self.now_ms, bank.cfg.limits.day_utc_offset_hours)
+        claimed = self.token.claimed
+        self.customer_id, self.account_id = (claimed.customer_id, claimed.account_id) if claimed else (-1, -1)
+        self.nonce_hex = claimed.nonce.hex() if claimed else ""
+        self._early: tuple[Cursor, Callable[[], snapshot.Snapshot]] | None = None
+
+    def prepare(self, cur: Cursor) -> None:
+        if self.prefetch:
+            self._early = (cur, self._read(cur))
+
+    def __call__(self, cur: Cursor) -> Decision:
+        early, self._early = self._early, None
+        snap = early[1]() if early is not None and early[0] is cur else self._read(cur)()
+        return self.bank._decide_one(self, cur, snap)  # pyright: ignore[reportPrivateUsage]
+
+    def _read(self, cur: Cursor) -> Callable[[], snapshot.Snapshot]:
+        return snapshot.read_later(
+            cur,
+            request_id=self.req.request_id,
+            atm_id=self.topic_atm,
+            day=self.day,
+            customer_id=self.customer_id,
+            account_id=self.account_id,
+            nonce_hex=self.nonce_hex,
+        )

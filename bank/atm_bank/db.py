@@ -63,6 +63,9 @@ class Cursor(Protocol):
     ("" on SQLite, whose writers are serialised whole; " FOR UPDATE" on PostgreSQL).
     `w` is a write whose result nobody reads: PostgreSQL may send it without waiting for the server
     (pipeline mode); its error, if any, fails the transaction at the next read or at the commit.
+    `one_later` is a read whose row is wanted later: PostgreSQL (pipelined) sends it now, so several
+    run while the client works; elsewhere it runs when its row is asked for. Use it only for a read
+    that no write sent between now and then can change.
     """
 
     for_update: str
@@ -71,6 +74,7 @@ class Cursor(Protocol):
     def one(self, sql: str, params: Params = ()) -> Row | None: ...
     def x(self, sql: str, params: Params = ()) -> int: ...
     def w(self, sql: str, params: Params = ()) -> None: ...
+    def one_later(self, sql: str, params: Params = ()) -> Callable[[], Row | None]: ...
 
 
 class Database(Protocol):
@@ -113,12 +117,18 @@ def _batch(
     fn succeeds, that is the answer. When one raises, the transaction is rolled back whole, nothing was
     committed, and the batch runs again with each fn in its own SAVEPOINT, so the failing one is undone
     alone and returned as its result. The fns can run twice: they decide from the database and their
-    closure, and nothing they produce leaves the worker before the commit. `run_isolated` (default
-    `run`) runs the savepoint pass: it must wait for every statement, so that an error is the item's own.
+    closure, and nothing they produce leaves the worker before the commit. A fn with a `prepare(cur)`
+    method has it called, for every fn in order, before the first fn runs (plain pass only).
+    `run_isolated` (default `run`) runs the savepoint pass: it must wait for every statement, so that
+    an error is the item's own.
     """
     names = list(locks)
 
     def plain(cur: Cursor) -> list[T | Exception]:
+        for fn in fns:  # reads an item can send ahead (see core._Decider.prepare); not in the rerun
+            prepare = getattr(fn, "prepare", None)
+            if prepare is not None:
+                prepare(cur)
         return [fn(cur) for fn in fns]
 
     def isolated(cur: Cursor) -> list[T | Exception]:
@@ -173,6 +183,9 @@ class _SqliteCursor:
 
     def w(self, sql: str, params: Params = ()) -> None:
         self._c.execute(sql, tuple(params))
+
+    def one_later(self, sql: str, params: Params = ()) -> Callable[[], Row | None]:
+        return lambda: self.one(sql, params)  # one writer at a time, in process: nothing to gain
 
 
 class SqliteDatabase:
@@ -308,6 +321,22 @@ class _PgCursor:
         self._sync()
         count: int = self._c.rowcount
         return count
+
+    def one_later(self, sql: str, params: Params = ()) -> Callable[[], Row | None]:
+        if self._pipeline is None:
+            return lambda: self.one(sql, params)
+        self.flush()
+        early = self._c.connection.cursor()
+        early.execute(_pg_sql(sql), tuple(params))  # sent now; its row waits on its own cursor
+
+        def row() -> Row | None:
+            try:
+                got: Row | None = early.fetchone()
+                return got
+            finally:
+                early.close()
+
+        return row
 
     def w(self, sql: str, params: Params = ()) -> None:
         target = _WRITE_TARGET.match(sql)

@@ -11,7 +11,9 @@ only once the token's signature has been verified (or, for lockouts and interval
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .db import Cursor
 from .registry import Atm, Template
@@ -65,6 +67,32 @@ class Snapshot:
     account_used_total: int  # yuan reserved, debited or suspect ever
 
 
+def _params(
+    request_id: str, atm_id: str, day: int, customer_id: int, account_id: int, nonce_hex: str
+) -> tuple[object, ...]:
+    customer, account = str(customer_id), str(account_id)
+    return (
+        customer_id,
+        day,
+        account_id,
+        request_id,
+        atm_id,
+        atm_id,
+        day,
+        customer,
+        account,
+        customer,
+        day,
+        customer,
+        day - 1,
+        account,
+        day,
+        nonce_hex,
+        account_id,
+        customer_id,
+    )
+
+
 def read(
     cur: Cursor,
     *,
@@ -76,30 +104,36 @@ def read(
     nonce_hex: str,
 ) -> Snapshot:
     """The snapshot in one statement (customer_id/account_id -1 and nonce "" when there is no claim)."""
-    customer, account = str(customer_id), str(account_id)
-    row = cur.one(
-        _SQL,
-        (
-            customer_id,
-            day,
-            account_id,
-            request_id,
-            atm_id,
-            atm_id,
-            day,
-            customer,
-            account,
-            customer,
-            day,
-            customer,
-            day - 1,
-            account,
-            day,
-            nonce_hex,
-            account_id,
-            customer_id,
-        ),
-    )
+    return read_later(
+        cur,
+        request_id=request_id,
+        atm_id=atm_id,
+        day=day,
+        customer_id=customer_id,
+        account_id=account_id,
+        nonce_hex=nonce_hex,
+    )()
+
+
+def read_later(
+    cur: Cursor,
+    *,
+    request_id: str,
+    atm_id: str,
+    day: int,
+    customer_id: int,
+    account_id: int,
+    nonce_hex: str,
+) -> Callable[[], Snapshot]:
+    """The snapshot's statement sent now (PostgreSQL pipeline), its result parsed when called.
+
+    Only for a decision no earlier write of the same transaction can affect (Cursor.one_later).
+    """
+    pending = cur.one_later(_SQL, _params(request_id, atm_id, day, customer_id, account_id, nonce_hex))
+    return lambda: _parse(pending(), atm_id)
+
+
+def _parse(row: tuple[Any, ...] | None, atm_id: str) -> Snapshot:
     if row is None:  # the base row always exists: a backend that returns none is broken
         raise RuntimeError("snapshot query returned no row")
     atm = None

@@ -300,3 +300,59 @@ def test_pipelined_blind_writes_fold_into_one_statement_per_run_of_distinct_tabl
     unpipelined = _PgCursor(reader, writer)
     unpipelined.w("INSERT INTO attempts (a) VALUES (?)", (9,))  # savepoint pass: every write sent at once
     assert writer.sent[-1] == ("INSERT INTO attempts (a) VALUES (%s)", [9])
+
+
+def test_reads_sent_ahead_are_only_for_independent_items_and_never_reused_after_a_rerun(
+    any_db: Database,
+) -> None:
+    """Bank.deciders: an item sharing no subject with an earlier one sends its snapshot read ahead; the
+    batch rerun after a failure (savepoint pass) reads afresh, so a read of the failed pass is never used."""
+    cfg = BankConfig.model_validate(
+        {
+            "face": {"thresholds": {MODEL: 0.6}},
+            "abuse": {"min_interval_s": 0},
+            "limits": {"per_customer_day_yuan": 1500},
+        }
+    )
+    w = make_world(any_db, cfg, n_customers=3)
+    c1, c2, c3 = list(w.customers.values())
+    a2 = "ATM0002"
+    items = [
+        (w.request(A1, c1, 1000), A1),
+        (w.request(a2, c2, 100), a2),  # another ATM and customer: independent
+        (w.request(a2, c1, 1000), a2),  # c1 again (and ATM0002 again): must see the first reservation
+        (w.request(A1, c3, 100), A1),  # ATM0001 again: dependent
+    ]
+    fns = w.bank.deciders(items)
+    assert [d.prefetch for d in fns] == [True, True, False, False]
+    boom = fns[1]
+
+    class Failing:
+        """The second item fails after its read was sent ahead: the whole first pass is undone."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def prepare(self, cur: Cursor) -> None:
+            boom.prepare(cur)
+
+        def __call__(self, cur: Cursor) -> Decision:
+            self.calls += 1
+            decided = boom(cur)
+            if self.calls == 1:
+                raise RuntimeError("first pass fails")
+            return decided
+
+    failing = Failing()
+    out = any_db.run_batch([fns[0], failing, fns[2], fns[3]])
+    got = [
+        d.response.reason.value if d.response.reason else "approve" for d in out if isinstance(d, Decision)
+    ]
+    assert got == ["approve", "approve", "LIMIT_DAILY", "approve"] and failing.calls == 2
+    assert _count(any_db, "SELECT COUNT(*) FROM txns") == 3
+    assert _count(any_db, "SELECT count FROM attempts WHERE scope='atm' AND subject=?", A1) == 2
+
+    def check(cur: Cursor) -> list[str]:
+        return ledger.check_balanced(cur)
+
+    assert any_db.run(check) == []
