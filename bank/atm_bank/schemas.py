@@ -133,6 +133,9 @@ class TxnReport(Msg):
     ts_ms: int = Field(ge=0, description="Host clock.")
 
 
+AbandonReason = Literal["auth_timeout", "not_started"]  # why an ATM gave up (TxnAbandon)
+
+
 class TxnAbandon(Msg):
     """ATM -> bank (through the outbox): the ATM gave up on a request or transaction it saw no note of.
 
@@ -145,7 +148,7 @@ class TxnAbandon(Msg):
     atm_id: AtmId
     request_id: Hex16 | None = Field(default=None, description="The authorization request given up on.")
     txid: Hex16 | None = Field(default=None, description="The approved transaction, when the ATM has it.")
-    reason: Literal["auth_timeout", "not_started"] = Field(description="Why the ATM gave up.")
+    reason: AbandonReason = Field(description="Why the ATM gave up.")
     detail: str = Field(default="", max_length=200, description="The host's error text.")
     ts_ms: int = Field(ge=0, description="Host clock.")
 

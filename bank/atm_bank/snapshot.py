@@ -93,28 +93,6 @@ def _params(
     )
 
 
-def read(
-    cur: Cursor,
-    *,
-    request_id: str,
-    atm_id: str,
-    day: int,
-    customer_id: int,
-    account_id: int,
-    nonce_hex: str,
-) -> Snapshot:
-    """The snapshot in one statement (customer_id/account_id -1 and nonce "" when there is no claim)."""
-    return read_later(
-        cur,
-        request_id=request_id,
-        atm_id=atm_id,
-        day=day,
-        customer_id=customer_id,
-        account_id=account_id,
-        nonce_hex=nonce_hex,
-    )()
-
-
 def read_later(
     cur: Cursor,
     *,
@@ -125,9 +103,9 @@ def read_later(
     account_id: int,
     nonce_hex: str,
 ) -> Callable[[], Snapshot]:
-    """The snapshot's statement sent now (PostgreSQL pipeline), its result parsed when called.
-
-    Only for a decision no earlier write of the same transaction can affect (Cursor.one_later).
+    """The snapshot's statement, its result parsed when called (customer_id/account_id -1 and nonce ""
+    when there is no claim). Sent at once on PostgreSQL in pipeline mode (Cursor.one_later): call it
+    early only for a decision no write sent before the call can affect; elsewhere it runs when called.
     """
     pending = cur.one_later(_SQL, _params(request_id, atm_id, day, customer_id, account_id, nonce_hex))
     return lambda: _parse(pending(), atm_id)

@@ -22,6 +22,7 @@ from atm_bank import qrtoken
 from atm_bank.denominate import denominate
 from atm_bank.reasons import Reason
 from atm_bank.schemas import (
+    AbandonReason,
     AuthRequest,
     AuthResponse,
     Cassette,
@@ -586,7 +587,7 @@ class FakeBank:
         *,
         request_id: str | None,
         txid: str | None,
-        reason: Literal["auth_timeout", "not_started"],
+        reason: AbandonReason,
         detail: str,
     ) -> None:
         with self._lock:

@@ -11,12 +11,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from atm_bank import topics
 from atm_bank.cmdsign import keys_from_hex, verify
 from atm_bank.schemas import (
+    AbandonReason,
     AuthRequest,
     AuthResponse,
     Birth,
@@ -266,7 +267,7 @@ class BankLink:
         *,
         request_id: str | None,
         txid: str | None,
-        reason: Literal["auth_timeout", "not_started"],
+        reason: AbandonReason,
         detail: str,
     ) -> None:
         """Tell the bank, durably, that this ATM gave up on a request or transaction it saw no note of.

@@ -1,9 +1,18 @@
 """The small interfaces the journey drives: camera, dispenser, face pipeline, bank (real classes fit them)."""
 
 from collections.abc import Callable, Iterable
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from atm_bank.schemas import AuthRequest, AuthResponse, Cassette, Command, Event, FleetConfig, TxnResult
+from atm_bank.schemas import (
+    AbandonReason,
+    AuthRequest,
+    AuthResponse,
+    Cassette,
+    Command,
+    Event,
+    FleetConfig,
+    TxnResult,
+)
 
 from atm_host.link.events import EventSubscription
 from atm_host.link.results import CassetteInfo, DispenseResult, Hello, Nonce, Report, Status
@@ -99,7 +108,7 @@ class Bank(Protocol):
         *,
         request_id: str | None,
         txid: str | None,
-        reason: Literal["auth_timeout", "not_started"],
+        reason: AbandonReason,
         detail: str,
     ) -> None: ...
 
