@@ -78,6 +78,14 @@ def business_day(now_ms: int, utc_offset_hours: int) -> int:
     return (now_ms // 1000 + utc_offset_hours * 3600) // 86400
 
 
+def store_answer(cur: Cursor, request_id: str, atm_id: str, response_json: str, now_ms: int) -> None:
+    """Record the answer to a request_id: a redelivered request gets it again and nothing more."""
+    cur.w(
+        "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
+        (request_id, atm_id, response_json, now_ms),
+    )
+
+
 def decline(request_id: str, reason: Reason, retry_after_s: int | None = None) -> AuthResponse:
     """A decline answer with the display text for the reason."""
     return AuthResponse(
@@ -129,12 +137,9 @@ class Bank:
             return names
         return [*names, f"customer:{claimed.customer_id}", f"account:{claimed.account_id}"]
 
-    def decider(self, req: AuthRequest, topic_atm: str, prefetch: bool = False) -> "_Decider":
-        """The body of one authorization, to run inside a transaction (the token is checked now, outside).
-
-        `prefetch`: its snapshot read may be sent ahead, at the start of the batch (see deciders).
-        """
-        return _Decider(self, req, topic_atm, prefetch)
+    def decider(self, req: AuthRequest, topic_atm: str) -> "_Decider":
+        """The body of one authorization, to run inside a transaction (the token is checked now, outside)."""
+        return _Decider(self, req, topic_atm, prefetch=False)
 
     def deciders(self, items: Sequence[tuple[AuthRequest, str]]) -> list["_Decider"]:
         """Deciders for one batch, in order; those whose subjects no earlier item of the batch shares
@@ -160,10 +165,7 @@ class Bank:
         if ctx.attempts:
             abuse.count_attempts(cur, ctx.attempts, d.day, d.now_ms)
         text = response.model_dump_json()
-        cur.w(
-            "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
-            (req.request_id, topic_atm, text, d.now_ms),
-        )
+        store_answer(cur, req.request_id, topic_atm, text, d.now_ms)
         return Decision(response, ctx.alarms, response_json=text)
 
     def _decide(self, ctx: _Ctx) -> AuthResponse:

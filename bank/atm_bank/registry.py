@@ -101,21 +101,3 @@ def enroll(
         )
 
     db.run(fn)
-
-
-def load_customer(cur: Cursor, customer_id: int, account_id: int) -> tuple[str, str, Template | None] | None:
-    """(account_number, mobile, template) when the account belongs to the customer, else None."""
-    row = cur.one(
-        "SELECT a.account_number, c.mobile, t.model_id, t.template_version, t.embedding, t.quality "
-        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
-        "LEFT JOIN templates t ON t.customer_id = a.customer_id "
-        "WHERE a.account_id=? AND a.customer_id=?",
-        (account_id, customer_id),
-    )
-    if row is None:
-        return None
-    template = None
-    if row[2] is not None:
-        emb: list[float] = [float(x) for x in json.loads(str(row[4]))]
-        template = Template(str(row[2]), int(row[3]), emb, float(row[5]))
-    return str(row[0]), str(row[1]), template

@@ -310,9 +310,8 @@ class BankWorker:
                 self.on_handled(job.auth.request_id)
         elif job.abandon is not None:
             self.counters["abandon_" + (result.outcome if isinstance(result, TxnResult) else "closed")] += 1
-            log.warning(
-                "%s: %s abandoned %s (%s)", self.name, atm, job.abandon.request_id, job.abandon.reason
-            )
+            what = job.abandon.txid or job.abandon.request_id
+            log.warning("%s: %s abandoned %s (%s)", self.name, atm, what, job.abandon.reason)
             if isinstance(result, TxnResult):
                 self._reply(msg, atm, topics.txn_result(atm), result.model_dump_json(), _correlation(msg))
         elif isinstance(result, TxnResult):

@@ -17,7 +17,7 @@ from atm_wire.messages import (
 )
 
 from . import ledger
-from .core import Clock, decline
+from .core import Clock, decline, store_answer
 from .db import Cursor, Database
 from .errors import StoreError
 from .reasons import Reason
@@ -176,26 +176,15 @@ class Settler:
             if row is None:
                 rid = msg.request_id
                 if rid is not None and cur.one("SELECT 1 FROM requests WHERE request_id=?", (rid,)) is None:
-                    text = decline(rid, Reason.STALE_REQUEST).model_dump_json()
-                    cur.x(
-                        "INSERT INTO requests (request_id, atm_id, response, at_ms) VALUES (?,?,?,?)",
-                        (rid, topic_atm, text, now_ms),
+                    store_answer(
+                        cur, rid, topic_atm, decline(rid, Reason.STALE_REQUEST).model_dump_json(), now_ms
                     )
                 return None
-            txid, atm_id, account_id, amount, state = (
-                str(row[0]),
-                str(row[1]),
-                int(row[2]),
-                int(row[3]),
-                str(row[4]),
-            )
+            txid, atm_id, state = str(row[0]), str(row[1]), str(row[4])
             if atm_id != topic_atm:
                 return None
             if state == "reserved":
-                ledger.to_suspense(
-                    cur, txid, account_id=account_id, atm_id=atm_id, amount=amount, now_ms=now_ms
-                )
-                cur.x("UPDATE txns SET state='suspect', settled_ms=? WHERE txid=?", (now_ms, txid))
+                _to_suspect(cur, txid, atm_id, int(row[2]), int(row[3]), now_ms)
                 state = "suspect"
             result = {"txid": txid, "outcome": state, "debited_yuan": int(row[5])}
             return TxnResult.model_validate({**result, "detail": f"abandoned: {msg.reason}"})
@@ -216,15 +205,7 @@ class Settler:
             marks = ",".join("?" * len(candidates))
             rows = cur.q(f"{stale} AND txid IN ({marks}){cur.for_update}", (cutoff, *candidates))
             for txid, atm_id, account_id, amount in rows:
-                ledger.to_suspense(
-                    cur,
-                    str(txid),
-                    account_id=int(account_id),
-                    atm_id=str(atm_id),
-                    amount=int(amount),
-                    now_ms=now_ms,
-                )
-                cur.x("UPDATE txns SET state='suspect', settled_ms=? WHERE txid=?", (now_ms, txid))
+                _to_suspect(cur, str(txid), str(atm_id), int(account_id), int(amount), now_ms)
             return [str(r[0]) for r in rows]
 
         return self.db.run(fn, [f"txn:{txid}" for txid in candidates])
@@ -259,3 +240,9 @@ class Settler:
             return TxnResult(txid=txid, outcome=outcome, debited_yuan=paid_yuan)
 
         return self.db.run(fn, [f"txn:{txid}"])
+
+
+def _to_suspect(cur: Cursor, txid: str, atm_id: str, account_id: int, amount: int, now_ms: int) -> None:
+    """A reservation nobody can vouch for: hold -> suspense, state suspect (reconciliation settles it)."""
+    ledger.to_suspense(cur, txid, account_id=account_id, atm_id=atm_id, amount=amount, now_ms=now_ms)
+    cur.x("UPDATE txns SET state='suspect', settled_ms=? WHERE txid=?", (now_ms, txid))
