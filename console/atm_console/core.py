@@ -115,13 +115,15 @@ class Console:
         )
         detail = payload.decode()
         self.store.audit(operator, f"command:{action}", atm_id, "requested", detail, cmd.command_id)
+        # In the book before it is published: the ATM's result can arrive within a millisecond, before
+        # the audit write below, and a result for a command not in the book is dropped as unknown.
+        self.book.add(sent)
         ok = self.publish is not None and self.publish(topic, payload, self.signer.properties(topic, payload))
         if not ok:
             sent.status, sent.detail = "failed", "broker unreachable: not sent"
         self.store.audit(
             operator, f"command:{action}", atm_id, "published" if ok else "publish_failed", "", cmd.command_id
         )
-        self.book.add(sent)
         self.push([("cmd", sent.as_dict())])
         return sent
 

@@ -2,7 +2,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const S = {atms: new Map(), alarms: new Map(), txns: [], cmds: new Map(), totals: null, csrf: "",
-  detail: null, dirty: true, msgs: [], lastMsgs: null};
+  detail: null, detailGen: 0, dirty: true, msgs: [], lastMsgs: null};
 const MAX_ROWS = 300;  // a table of 10,000 rows helps no-one: filter to narrow
 
 function el(tag, cls, text) {
@@ -186,7 +186,11 @@ setInterval(() => { $("fleet-avail").src = "/api/fleet/availability.svg?t=" + Da
 
 // ----- detail -----------------------------------------------------------------------------------------
 async function loadDetail(id) {
+  // Several loads can be in flight (a command sent, then its result pushed): only the newest renders,
+  // else an older answer arriving last would show a command as still "sent".
+  const gen = ++S.detailGen;
   const d = await api(`/api/atm/${encodeURIComponent(id)}`);
+  if (gen !== S.detailGen) return;
   S.detail = id;
   $("detail").hidden = false;
   $("d-title").textContent = `${d.atm_id} — ${d.online ? "online" : "offline"}, ${d.state.replace(/_/g, " ")}`;
@@ -222,8 +226,7 @@ async function command(action, args) {
   try {
     const c = await api(`/api/atm/${encodeURIComponent(S.detail)}/command`, {action, args: args || {}});
     msg.textContent = `${action.replace(/_/g, " ")} sent (signed), waiting for the ATM…`;
-    applyBatch({cmds: [c]});
-    loadDetail(S.detail);
+    applyBatch({cmds: [c]});  // reloads the open detail (the command is this ATM's)
   } catch (e) { msg.textContent = "refused: " + e.message; }
 }
 
