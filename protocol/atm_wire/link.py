@@ -174,16 +174,25 @@ class Link:
     # ----- receiving -----------------------------------------------------------------------------
     def feed(self, data: "bytes | bytearray | memoryview", n: int, now: int) -> None:
         """Consume bytes read from the port."""
-        if self.parser.have and ticks_diff(now, self._last_rx) > IDLE_RESYNC_MS:
-            self.parser.reset()
-            self.idle_resyncs += 1
-        self._last_rx = now
         self._now = now
-        errors = self.parser.crc_errors
-        self.parser.feed(data, n, self._on_frame)
-        if self.parser.crc_errors != errors and self.connected:
-            # A frame died on the line: ask for a resend now instead of waiting out the peer's timer.
-            self._send_control(FLAG_NAK)
+        if self.parser.have and ticks_diff(now, self._last_rx) > IDLE_RESYNC_MS:
+            self.idle_flush(now)
+        self._last_rx = now
+        parser = self.parser
+        parser.feed(data, n, self._on_frame)
+        if parser.errors_pending:
+            # A frame died on the line and no good one followed: ask for a resend now instead of
+            # waiting out the peer's timer (garbage in front of a good frame asks for nothing).
+            parser.errors_pending = False
+            if self.connected:
+                self._send_control(FLAG_NAK)
+
+    def idle_flush(self, now: int) -> None:
+        """The line went quiet inside a partial frame: settle what is buffered (see FrameParser.flush)."""
+        self._now = now
+        self.idle_resyncs += 1
+        self.parser.flush(self._on_frame)
+        self.parser.errors_pending = False
 
     def _on_frame(self, buf: bytearray, length: int) -> None:
         now = self._now

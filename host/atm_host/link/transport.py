@@ -69,6 +69,8 @@ class _WireLink(Protocol):
 
     def poll(self, now: int) -> None: ...
 
+    def idle_flush(self, now: int) -> None: ...
+
 
 def now_ms() -> int:
     """Milliseconds in atm_wire's wrapping tick space (like MicroPython's time.ticks_ms)."""
@@ -152,7 +154,7 @@ class SerialLink:
                     self._last_rx = time.monotonic()
                     self._link.feed(data, len(data), now)
                 elif self._link.parser.have and time.monotonic() - self._last_rx > IDLE_RESYNC_S:
-                    self._link.parser.reset()
+                    self._link.idle_flush(now)
                     self._idle_resyncs += 1
                 self._link.poll(now)
                 inbox, self._inbox = self._inbox, []
