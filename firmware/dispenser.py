@@ -112,27 +112,36 @@ class Dispenser:
     def dispense(self, device_id, nonce, txid, notes, mac):
         """Returns (completion code, stacked[4], rejected[4], flags)."""
         zero = (0, 0, 0, 0)
+        sec = self.sec
         prior = self.jr.find(txid)
         if prior is not None:
-            # The host retried a transaction this device already ran: answer, never move a note.
-            if (
-                auth.equal_ct(prior.nonce, nonce)
-                and self.sec.key is not None
-                and auth.equal_ct(mac, auth.dispense_mac(self.sec.key, device_id, nonce, txid, notes))
-            ):
+            # The host retried a transaction this device already ran: answer, never move a note. Only
+            # the genuine token of that transaction gets the recorded answer; anything else is a strike.
+            if sec.key is None:
+                return m.NOT_PROVISIONED, zero, zero, 0
+            genuine = auth.equal_ct(mac, auth.dispense_mac(sec.key, device_id, nonce, txid, notes))
+            if genuine and device_id == sec.device_id and auth.equal_ct(prior.nonce, nonce):
                 return m.SUCCESS, tuple(prior.stacked), tuple(prior.rejected_by), m.REPORT_FLAG_DUPLICATE
-            self.sec.invalid_tokens += 1
-            return m.INVALID_TOKEN_NONCE, zero, zero, 0
+            if sec.nonce is not None and auth.equal_ct(sec.nonce, nonce):
+                sec.nonce = None  # a token against the outstanding nonce consumes it, whatever its fate
+            if genuine:
+                sec.invalid_tokens += 1  # a bank-signed token reusing a finished txid: refused, counted
+                return m.INVALID_TOKEN_NONCE, zero, zero, 0
+            return sec.strike(m.INVALID_TOKEN_HMAC), zero, zero, 0
         if self.state != m.STATE_IDLE:
             return m.SEQUENCE_ERROR, zero, zero, 0
         if not self._door_ok():
             return m.DOOR_OPEN, zero, zero, 0
-        code, _ = self.denominate(notes)
-        if code != m.SUCCESS:
-            return code, zero, zero, 0
-        code = self.sec.check_token(
+        code = sec.check_token(
             device_id, nonce, mac, lambda k: auth.dispense_mac(k, device_id, nonce, txid, notes)
         )
+        if code != m.SUCCESS:
+            return code, zero, zero, 0
+        # The note counts are checked only after the token (its nonce is spent by now): a genuine token
+        # the bank should never have signed is counted; one the cassettes cannot serve just fails.
+        code, _ = self.denominate(notes)
+        if code == m.INVALID_DATA:
+            sec.invalid_tokens += 1
         if code != m.SUCCESS:
             return code, zero, zero, 0
         self.jr.begin(txid, nonce, notes)

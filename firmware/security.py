@@ -75,7 +75,8 @@ class Security:
             self.bad_tokens = 0
         return self.locked
 
-    def _bad(self, code):
+    def strike(self, code):
+        """One bad attempt: counted, and towards the lock-out. Returns the code to answer with."""
         self.invalid_tokens += 1
         self.bad_tokens += 1
         if self.bad_tokens >= FRAUD_THRESHOLD:
@@ -86,22 +87,27 @@ class Security:
         return code
 
     def check_token(self, device_id, nonce, mac, mac_fn):
-        """Common checks for a signed command; mac_fn(key) computes the expected MAC."""
+        """Common checks for a signed command; mac_fn(key) computes the expected MAC.
+
+        Every token presented consumes the outstanding nonce, whatever its fate, and every failed
+        check is a strike towards the lock-out (docs/threat-model.md, "Lock-out")."""
         if self.key is None:
             return m.NOT_PROVISIONED
         if self._check_lock():
             self.invalid_tokens += 1
+            self.nonce = None
             return m.FRAUD_ATTEMPT
-        if device_id != self.device_id:
-            return self._bad(m.INVALID_TOKEN)
         expected_nonce = self.nonce
-        if expected_nonce is None or not self.nonce_valid():
-            return self._bad(m.NO_COMMAND_NONCE)
+        live = expected_nonce is not None and self.nonce_valid()
         self.nonce = None  # one token per nonce, whatever its fate
+        if device_id != self.device_id:
+            return self.strike(m.INVALID_TOKEN)
+        if not live:
+            return self.strike(m.NO_COMMAND_NONCE)
         if not auth.equal_ct(nonce, expected_nonce):
-            return self._bad(m.INVALID_TOKEN_NONCE)
+            return self.strike(m.INVALID_TOKEN_NONCE)
         if not auth.equal_ct(mac, mac_fn(self.key)):
-            return self._bad(m.INVALID_TOKEN_HMAC)
+            return self.strike(m.INVALID_TOKEN_HMAC)
         self.bad_tokens = 0
         return m.SUCCESS
 

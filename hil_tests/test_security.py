@@ -121,3 +121,54 @@ def test_door_and_tamper_raise_events_and_block_dispensing(rig: Rig) -> None:
         assert ev.fields == (0, 1)
     assert rig.client.status().tamper
     assert _notes_moved(rig) == 0
+
+
+# ----- lock-out counts every bad attempt (docs/threat-model.md, "Lock-out") ---------------------
+
+
+def test_wrong_device_id_consumes_the_nonce(rig: Rig) -> None:
+    txid = rig.new_txid()
+    nonce = rig.client.get_nonce().nonce
+    _fails(rig, sign_dispense(rig.key, b"\x01" * 8, nonce, txid, (1, 0, 0, 0)), m.INVALID_TOKEN)
+    # The nonce was spent by the refused token: a genuine one against it is refused too.
+    _fails(rig, sign_dispense(rig.key, rig.device_id, nonce, txid, (1, 0, 0, 0)), m.NO_COMMAND_NONCE)
+    assert _notes_moved(rig) == 0
+
+
+def test_bad_note_counts_are_checked_after_the_token_and_lock(rig: Rig) -> None:
+    txid = rig.new_txid()
+    codes = []
+    for _ in range(6):
+        nonce = rig.client.get_nonce().nonce
+        with pytest.raises(CommandFailed) as exc:
+            # Forged (wrong key) and asking for nothing: the MAC is checked first, then the counts.
+            rig.client.dispense(sign_dispense(b"\x13" * 32, rig.device_id, nonce, txid, (0, 0, 0, 0)))
+        codes.append(exc.value.code)
+    assert codes[:4] == [m.INVALID_TOKEN_HMAC] * 4 and m.FRAUD_ATTEMPT in codes[4:], codes
+    assert rig.client.status().locked
+    assert rig.client.counters()["invalid_tokens"] >= 6
+
+
+def test_genuine_token_with_impossible_counts_spends_its_nonce(rig: Rig) -> None:
+    txid = rig.new_txid()
+    nonce = rig.client.get_nonce().nonce
+    _fails(rig, sign_dispense(rig.key, rig.device_id, nonce, txid, (61, 0, 0, 0)), m.INVALID_DATA)
+    _fails(rig, sign_dispense(rig.key, rig.device_id, nonce, txid, (1, 0, 0, 0)), m.NO_COMMAND_NONCE)
+    assert rig.client.counters()["invalid_tokens"] >= 2
+    assert _notes_moved(rig) == 0
+
+
+def test_forged_tokens_on_a_finished_txid_count_towards_the_lock(rig: Rig) -> None:
+    txid, token, res = rig.dispense((1, 0, 0, 0))
+    assert res.total_stacked == 1
+    rig.client.reject()
+    codes = []
+    for _ in range(6):
+        nonce = rig.client.get_nonce().nonce
+        with pytest.raises(CommandFailed) as exc:
+            rig.client.dispense(sign_dispense(b"\x66" * 32, rig.device_id, nonce, txid, (1, 0, 0, 0)))
+        codes.append(exc.value.code)
+    assert codes[:4] == [m.INVALID_TOKEN_HMAC] * 4 and m.FRAUD_ATTEMPT in codes[4:], codes
+    assert rig.client.status().locked
+    assert rig.client.dispense(token).duplicate  # the genuine retry still gets its recorded answer
+    assert _notes_moved(rig) == 1
