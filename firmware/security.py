@@ -102,7 +102,7 @@ class Security:
         self.nonce = None  # one token per nonce, whatever its fate
         if device_id != self.device_id:
             return self.strike(m.INVALID_TOKEN)
-        if not live:
+        if not live or expected_nonce is None:
             return self.strike(m.NO_COMMAND_NONCE)
         if not auth.equal_ct(nonce, expected_nonce):
             return self.strike(m.INVALID_TOKEN_NONCE)
