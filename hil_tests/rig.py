@@ -1,4 +1,8 @@
-"""The test rig: a board (simulated, or real at HIL_PORT), a connected host client, and helpers."""
+"""The test rig: a board (simulated, emulated RP2040, or real at HIL_PORT), a host client, and helpers.
+
+Targets: HIL_TARGET=sim (default: the unix-port MicroPython board), HIL_TARGET=rp2040 (the real rp2
+MicroPython on the emulated RP2040), or HIL_PORT=/dev/ttyACM0 for a real board.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,23 @@ from atm_host.link.client import open_port
 from atm_host.link.results import DispenseResult
 from atm_host.link.signing import sign_dispense, sign_replenish
 from atm_sim.board import SimBoard
+from atm_sim.rp2040.board import RP2040Board
 
 TEST_KEY = bytes.fromhex(os.environ.get("HIL_KEY", "00112233445566778899aabbccddeeff" * 2))
 DENOMS = (100, 50, 20, 10)
 LOAD = [200, 200, 200, 200]
 HIL_PORT = os.environ.get("HIL_PORT", "")
+HIL_TARGET = "real" if HIL_PORT else os.environ.get("HIL_TARGET", "sim")
+TARGETS = ("sim", "rp2040")
+Board = SimBoard | RP2040Board
+# The target of the test being run (the conftest sets it per test: a test may run on both simulators).
+current_target = [HIL_TARGET]
 
 
 @dataclass
 class Rig:
     client: DispenserClient
-    board: SimBoard | None
+    board: Board | None
     key: bytes = TEST_KEY
     device_id: bytes = b""
     txids: list[bytes] = field(default_factory=list[bytes])
@@ -49,9 +59,21 @@ class Rig:
         self.client = connect(self.board)
 
 
-def connect(board: SimBoard | None) -> DispenserClient:
+def connect(board: Board | None) -> DispenserClient:
     url = HIL_PORT if board is None else board.port
-    return DispenserClient.connect(url, timeout=10.0)
+    return DispenserClient.connect(url, timeout=10.0 if not isinstance(board, RP2040Board) else 30.0)
+
+
+def make_board(workdir: Path, seed: int = 1, target: str | None = None) -> Board | None:
+    """The board of the current target (None for a real board at HIL_PORT), not yet started."""
+    target = current_target[0] if target is None else target
+    if target == "real":
+        return None
+    if target == "rp2040":
+        return RP2040Board(workdir=workdir, seed=seed)
+    if target != "sim":
+        raise ValueError(f"HIL_TARGET must be sim or rp2040, not {target!r}")
+    return SimBoard(workdir=workdir, seed=seed)
 
 
 def provision_and_load(client: DispenserClient, key: bytes, counts: list[int]) -> None:
@@ -65,9 +87,8 @@ def provision_and_load(client: DispenserClient, key: bytes, counts: list[int]) -
 @contextmanager
 def make_rig(tmp: Path, load: list[int] | None = None, seed: int = 1) -> Iterator[Rig]:
     counts = list(LOAD if load is None else load)
-    board: SimBoard | None = None
-    if not HIL_PORT:
-        board = SimBoard(workdir=tmp / "board", seed=seed)
+    board = make_board(tmp / "board", seed)
+    if board is not None:
         board.mech.load(counts)
         board.start()
     client = connect(board)
@@ -98,5 +119,5 @@ def random_frames(rng: random.Random, count: int) -> Iterator[bytes]:
             yield frame.encode(rng.getrandbits(8), rng.getrandbits(8), frame.FLAG_DATA, payload[:110])
 
 
-def open_raw(board: SimBoard | None):
+def open_raw(board: Board | None):
     return open_port(HIL_PORT if board is None else board.port)

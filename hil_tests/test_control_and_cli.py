@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from atm_host import cli
+from atm_sim.board import SimBoard
 from atm_sim.control import ControlServer, control
 
 from hil_tests.rig import TEST_KEY, Rig
@@ -11,7 +12,7 @@ from hil_tests.rig import TEST_KEY, Rig
 
 @pytest.mark.sim_only
 def test_control_channel_drives_the_mechanics(rig: Rig) -> None:
-    assert rig.board is not None
+    assert isinstance(rig.board, SimBoard)  # the control server serves the unix-port sim board
     ctl = ControlServer(rig.board).start()
     try:
         assert control(ctl.port, "state")["state"]["cassettes"] == [200, 200, 200, 200]

@@ -175,7 +175,7 @@ def build_littlefs(tree: Path, lay: Layout | None = None) -> bytes:
         if src.is_dir():
             fs.makedirs(rel, exist_ok=True)
             continue
-        with cast(IO[bytes], fs.open(rel, "wb")) as f:
+        with cast(IO[bytes], fs.open(rel, "wb")) as f:  # pyright: ignore[reportUnknownMemberType]
             f.write(src.read_bytes())
     fs.fs_grow(lay.fs_blocks)  # the superblock now says FS_BLOCKS: the rp2 port's _boot.py mounts it
     fs.unmount()
@@ -184,7 +184,8 @@ def build_littlefs(tree: Path, lay: Layout | None = None) -> bytes:
     check = LittleFS(context=ctx, block_size=lay.block_size, block_count=lay.fs_blocks, prog_size=PROG_SIZE)
     for src in tree.rglob("*"):
         if src.is_file():
-            with cast(IO[bytes], check.open(src.relative_to(tree).as_posix(), "rb")) as f:
+            opened = cast(IO[bytes], check.open(src.relative_to(tree).as_posix(), "rb"))  # pyright: ignore[reportUnknownMemberType]
+            with opened as f:
                 if f.read() != src.read_bytes():
                     raise ImageError(f"littlefs read-back differs for {src}")
     check.unmount()

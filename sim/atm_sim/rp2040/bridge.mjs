@@ -209,12 +209,13 @@ function powerOn(cause) {
   };
 }
 
-// Which pin a GPIO_IN read samples: pico-sdk's gpio_get(gpio) is `!!((1u << gpio) & sio_hw->gpio_in)`
-// with the pin number in r0 at the load (MicroPython's mp_hal_pin_read). Any other read (a whole-port
-// read) counts as sampling every input.
+// Which pin a GPIO_IN read samples. MicroPython's Pin.value() (mp_hal_pin_read -> pico-sdk gpio_get)
+// loads sio_hw->gpio_in with the pin number in r2 and its mask (1 << pin) in r1 (seen in this UF2's
+// code); any other read (a whole-port read) counts as sampling every input.
 function sampledPins() {
-  const r0 = mcu.core.registers[0] >>> 0;
-  if (r0 < 30) return 1 << r0;
+  const r = mcu.core.registers;
+  const pin = r[2] >>> 0;
+  if (pin < 30 && r[1] >>> 0 === 1 << pin) return 1 << pin;
   return 0x3fffffff;
 }
 
@@ -296,7 +297,7 @@ function handle(req) {
       powerOn(req.cause || 0);
       return { t: 0 };
     case 'off':
-      if (mcu) flashKeep.set(mcu.flash);
+      if (mcu) flashKeep.set(mcu.flash.subarray(0, FLASH_SIZE));
       sim = mcu = null;
       return {};
     case 'run': {
@@ -318,7 +319,7 @@ function handle(req) {
       runFor(req.ns);
       const ev = event;
       if (ev) {
-        flashKeep.set(mcu.flash);
+        flashKeep.set(mcu.flash.subarray(0, FLASH_SIZE));
         event = '';
       }
       const reply = {
@@ -349,7 +350,7 @@ function handle(req) {
       if (mcu) for (const b of Buffer.from(req.hex, 'hex')) cdc.sendSerialByte(b);
       return {};
     case 'dump':
-      fs.writeFileSync(req.path, mcu ? mcu.flash : flashKeep);
+      fs.writeFileSync(req.path, mcu ? mcu.flash.subarray(0, FLASH_SIZE) : flashKeep);
       return {};
     case 'stats':
       return { ...stats, busyCycles, t: mcu ? now() : 0, armed: armLeft, baud: Math.round(1e10 / byteNs) };
