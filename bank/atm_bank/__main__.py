@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from atm_msg.errors import MsgError
+
 from . import ledger, signing
 from .config import load_config
 from .db import Cursor, open_database
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))
-    except BankError as exc:
+    except (BankError, MsgError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -2,9 +2,10 @@
 
 import os
 
+from atm_msg.schemas import ConsoleAlarm
+
 from .config import Abuse
 from .db import Cursor
-from .schemas import ConsoleAlarm
 
 Scope = str  # "customer" | "account" | "atm"
 

@@ -3,11 +3,10 @@
 import json
 from pathlib import Path
 
+from atm_msg.qrtoken import MAX_TOKEN_TTL_S
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
-
-MAX_TOKEN_TTL_S = 120  # MISSION: a phone token lives at most 120 s
 
 
 class _Strict(BaseModel):

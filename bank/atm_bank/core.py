@@ -7,18 +7,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from atm_msg import qrtoken
+from atm_msg.denominate import denominate, representable
+from atm_msg.errors import DenominationError, TokenError
+from atm_msg.reasons import DISPLAY, Reason
+from atm_msg.schemas import AuthRequest, AuthResponse, ConsoleAlarm
 from atm_wire.auth import sign_dispense  # pyright: ignore[reportUnknownVariableType]
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import abuse, ledger, qrtoken, snapshot
+from . import abuse, ledger, snapshot
 from .config import BankConfig
 from .db import Cursor, Database
-from .denominate import denominate, representable
-from .errors import DenominationError, TokenError
 from .face import cosine
-from .reasons import DISPLAY, Reason
 from .registry import Atm, Template
-from .schemas import AuthRequest, AuthResponse, ConsoleAlarm
 
 Clock = Callable[[], float]
 

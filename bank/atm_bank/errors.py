@@ -1,4 +1,4 @@
-"""The bank package's one exception tree."""
+"""The bank package's one exception tree (token and denomination errors are atm_msg.errors')."""
 
 
 class BankError(Exception):
@@ -9,21 +9,9 @@ class ConfigError(BankError):
     """A configuration file or option is invalid; the message names the option."""
 
 
-class TokenError(BankError):
-    """A QR withdrawal token is malformed, forged or expired."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-
-
 class StoreError(BankError):
     """The bank database failed or holds something inconsistent."""
 
 
 class KeyStoreError(BankError):
     """A device key is missing, malformed or already provisioned."""
-
-
-class DenominationError(BankError):
-    """An amount cannot be paid from the cassettes' denominations and counts."""

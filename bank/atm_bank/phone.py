@@ -4,9 +4,8 @@ import time
 from pathlib import Path
 
 import segno
+from atm_msg import qrtoken
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from . import qrtoken
 
 
 def issue_token(

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from atm_msg.reasons import Reason
+from atm_msg.schemas import TxnAbandon, TxnReport, TxnResult
 from atm_wire.auth import REPORT_SIZE, verify_report
 from atm_wire.messages import (
     PRESENT_NOT_PRESENTED,
@@ -20,9 +22,7 @@ from . import ledger
 from .core import Clock, decline, store_answer
 from .db import Cursor, Database
 from .errors import StoreError
-from .reasons import Reason
 from .registry import load_atm
-from .schemas import TxnAbandon, TxnReport, TxnResult
 
 
 @dataclass(frozen=True)

@@ -2,40 +2,30 @@
 
 from pathlib import Path
 
+from atm_msg import keyfile
+from atm_msg.errors import KeyFileError
+from atm_msg.qrtoken import public_key_hex
+from atm_msg.schemas import FleetConfig, FleetLimits
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
 
 from .config import BankConfig
 from .errors import ConfigError
-from .qrtoken import public_key_hex
-from .schemas import FleetConfig, FleetLimits
 
 
 def generate(path: Path) -> Ed25519PrivateKey:
     """Create a new signing key file (mode 0600); refuses to overwrite."""
-    if path.exists():
-        raise ConfigError(f"signing key {path} exists; refusing to overwrite")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    path.touch(mode=0o600)
-    path.write_bytes(pem)
-    return key
+    try:
+        return keyfile.generate(path)
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def load(path: Path) -> Ed25519PrivateKey:
     """Read a PEM Ed25519 private key."""
     try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"signing key {path}: {exc}") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"signing key {path}: not an Ed25519 key")
-    return key
+        return keyfile.load(path)
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def fleet_config(cfg: BankConfig, keys: dict[int, Ed25519PublicKey]) -> FleetConfig:

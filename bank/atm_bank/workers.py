@@ -10,8 +10,9 @@ import signal
 import sys
 import time
 
+from atm_msg.settings import BrokerSettings
+
 from . import signing
-from .broker import BrokerSettings
 from .config import load_config
 from .core import Bank
 from .db import open_database

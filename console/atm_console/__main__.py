@@ -6,13 +6,16 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import ConsoleError
+from atm_msg.errors import KeyFileError, MsgError
+
+from .errors import ConfigError, ConsoleError
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from atm_msg.cmdsign import CommandSigner
+    from atm_msg.settings import BrokerSettings
 
-    from .cmdsign import CommandSigner
     from .config import ConsoleConfig
     from .core import Console
     from .mqtt import FleetLink
@@ -20,32 +23,26 @@ def _serve(args: argparse.Namespace) -> int:
     from .web import create_app
 
     cfg = ConsoleConfig(
-        broker_host=args.broker_host,
-        broker_port=args.broker_port,
-        mqtt_username=args.mqtt_username,
-        mqtt_password=args.mqtt_password,
-        mqtt_client_id=args.client_id,
+        broker=BrokerSettings(
+            host=args.broker_host,
+            port=args.broker_port,
+            username=args.mqtt_username,
+            password=args.mqtt_password,
+            client_id=args.client_id,
+        ),
         http_host=args.http_host,
         http_port=args.http_port,
         db_path=args.db,
         command_key=args.command_key,
         availability_bucket_s=args.bucket_s,
     )
-    signer = CommandSigner.from_file(cfg.command_key) if cfg.command_key else None
+    try:
+        signer = CommandSigner.from_file(cfg.command_key) if cfg.command_key else None
+    except KeyFileError as exc:
+        raise ConfigError(f"command_key: {exc}") from exc
     store = Store(cfg.db_path)
     console = Console(cfg, store, signer)
-    link = FleetLink(
-        cfg.broker_host,
-        cfg.broker_port,
-        console.ingest,
-        client_id=cfg.mqtt_client_id,
-        username=cfg.mqtt_username,
-        password=cfg.mqtt_password,
-        ca_file=cfg.ca_file,
-        cert_file=cfg.cert_file,
-        key_file=cfg.key_file,
-        on_connection=console.connection,
-    )
+    link = FleetLink(cfg.broker, console.ingest, on_connection=console.connection)
     console.publish = link.publish_signed
     link.start()
     server = uvicorn.Server(
@@ -58,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     )
     key = "signed commands on" if signer else "no command key: commands disabled"
-    broker = f"{cfg.broker_host}:{cfg.broker_port}"
+    broker = f"{cfg.broker.host}:{cfg.broker.port}"
     print(f"console on http://{cfg.http_host}:{cfg.http_port} (broker {broker}, {key})", flush=True)
     try:
         server.run()
@@ -84,9 +81,12 @@ def _adduser(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from .cmdsign import generate_key, public_hex
+    from atm_msg.cmdsign import generate_key, public_hex
 
-    signer = generate_key(args.key)
+    try:
+        signer = generate_key(args.key)
+    except KeyFileError as exc:
+        raise ConfigError(f"command_key: {exc}") from exc
     print(f"command key {args.key}: kid {signer.kid}, public key {public_hex(signer.public)}")
     print("provision every ATM with this public key (docs/console.md, Command signing)")
     return 0
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(args.fn(args))
-    except ConsoleError as exc:
+    except (ConsoleError, MsgError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from atm_bank.schemas import Command, CommandResult
+from atm_msg.schemas import Command, CommandResult
 
 from .config import LimitCaps
 from .errors import CommandError

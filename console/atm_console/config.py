@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from atm_msg.settings import BrokerSettings
 from pydantic import BaseModel, ConfigDict, Field
 
 BENCHMARK_AVAILABILITY = 0.9825  # industry benchmark for ATM availability (REFERENCE.md, Operations)
@@ -33,14 +34,11 @@ class LimitCaps(_Strict):
 class ConsoleConfig(_Strict):
     """Everything `python -m atm_console serve` needs."""
 
-    broker_host: str = Field(default="127.0.0.1", description="MQTT broker host.")
-    broker_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port.")
-    mqtt_username: str | None = Field(default=None, description="MQTT user (the ACL's `console` user).")
-    mqtt_password: str | None = Field(default=None, description="MQTT password.")
-    mqtt_client_id: str = Field(default="atm-console", description="MQTT client id (one console per id).")
-    ca_file: str | None = Field(default=None, description="CA of the broker certificate (enables TLS).")
-    cert_file: str | None = Field(default=None, description="Console client certificate (CN=console).")
-    key_file: str | None = Field(default=None, description="Console client key.")
+    broker: BrokerSettings = Field(
+        default_factory=lambda: BrokerSettings(client_id="atm-console"),
+        description="The broker (the ACL's `console` user or CN=console certificate); client id "
+        "atm-console, one console per id.",
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the web console listens on.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="Port of the web console.")
     db_path: Path = Field(default=Path("var/console.db"), description="SQLite: operators and audit trail.")

@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from atm_bank import topics
-from atm_bank.schemas import CommandResult
+from atm_msg import topics
+from atm_msg.cmdsign import CommandSigner
+from atm_msg.schemas import CommandResult
 from pydantic import ValidationError
 
 from . import commands
 from .auth import Auth
-from .cmdsign import CommandSigner
 from .config import ConsoleConfig
 from .errors import CommandError
 from .fleet import Fleet, Json

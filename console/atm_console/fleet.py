@@ -1,7 +1,7 @@
 """Server-side aggregation of the fleet's MQTT traffic: ATM state, alarms, transactions, availability.
 
 Pure: no MQTT, no web. `Fleet.ingest(topic, payload)` validates with the shared schemas
-(atm_bank.schemas), updates the state and returns what the browsers must hear about at once; ATM rows
+(atm_msg.schemas), updates the state and returns what the browsers must hear about at once; ATM rows
 that changed are collected in a dirty set and sent in batches (telemetry from 10,000 ATMs is coalesced).
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from atm_bank import topics
-from atm_bank.schemas import (
+from atm_msg import topics
+from atm_msg.schemas import (
     AuthResponse,
     Birth,
     Cassette,

@@ -10,8 +10,10 @@ import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from atm_bank import topics
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from atm_msg import mqtt as msg_mqtt
+from atm_msg import topics
+from atm_msg.settings import BrokerSettings
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -31,44 +33,26 @@ class FleetLink:
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        settings: BrokerSettings,
         on_message: OnMessage,
         *,
         client_id: str = "atm-console",
-        username: str | None = None,
-        password: str | None = None,
-        ca_file: str | None = None,
-        cert_file: str | None = None,
-        key_file: str | None = None,
         persistent: bool = True,
         on_connection: Callable[[bool], None] | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
+        self.settings = settings
         self.on_message = on_message
         self.on_connection = on_connection
         self.persistent = persistent
         self.connected = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if username:
-            self.client.username_pw_set(username, password)
-        if ca_file:
-            self.client.tls_set(  # pyright: ignore[reportUnknownMemberType]
-                ca_certs=ca_file, certfile=cert_file, keyfile=key_file
-            )
-        self.client.reconnect_delay_set(1, 5)
-        self.client.max_inflight_messages_set(100)
-        self.client.max_queued_messages_set(0)
+        self.client = msg_mqtt.new_client(settings, client_id, max_inflight=100)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S if self.persistent else 0
-        self.client.connect_async(self.host, self.port, 30, clean_start=not self.persistent, properties=props)
-        self.client.loop_start()
+        expiry = SESSION_EXPIRY_S if self.persistent else 0
+        msg_mqtt.connect(self.settings, self.client, session_expiry_s=expiry)
 
     def stop(self) -> None:
         self.client.disconnect()

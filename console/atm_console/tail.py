@@ -5,6 +5,8 @@ import threading
 import time
 from typing import TextIO
 
+from atm_msg.settings import BrokerSettings
+
 from .fleet import Fleet, Json
 from .mqtt import FleetLink
 
@@ -45,7 +47,8 @@ def run(host: str, port: int, out: TextIO = sys.stdout, duration_s: float | None
                 with lock:
                     print(line, file=out, flush=True)
 
-    link = FleetLink(host, port, on_message, client_id=f"atm-console-tail-{time.time_ns()}", persistent=False)
+    settings = BrokerSettings(host=host, port=port)
+    link = FleetLink(settings, on_message, client_id=f"atm-console-tail-{time.time_ns()}", persistent=False)
     link.start()
     if not link.wait_connected(10):
         print(f"cannot reach the broker at {host}:{port}", file=sys.stderr)

@@ -9,15 +9,18 @@ it as MQTT 5 user properties (docs/mqtt.md and docs/console.md, "Command signing
 
 Binding the topic means a command signed for ATM0001 cannot be replayed to ATM0002; the ATM still runs
 each command_id once and refuses one past expires_ms. No MQTT library here: the console signs with it
-and the ATM's bank link verifies with it.
+(CommandSigner, its key in a PEM file) and the ATM's bank link verifies with it.
 """
 
 import hashlib
 import hmac
+from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from . import keyfile
 
 DOMAIN = b"atm-cmd-v1\n"
 ALG = "ed25519"
@@ -69,3 +72,26 @@ def verify(
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+class CommandSigner:
+    """Holds a command key (the console's) and signs outgoing commands."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.public = key.public_key()
+        self.kid = key_id(self.public)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "CommandSigner":
+        """Load the key from a PEM file (KeyFileError when missing or not Ed25519)."""
+        return cls(keyfile.load(path))
+
+    def properties(self, topic: str, payload: bytes) -> list[tuple[str, str]]:
+        """The MQTT 5 user properties to publish with `payload` on `topic`."""
+        return sign_properties(self._key, topic, payload)
+
+
+def generate_key(path: Path) -> CommandSigner:
+    """Create a command key file (mode 0600, never overwritten: KeyFileError)."""
+    return CommandSigner(keyfile.generate(path))

@@ -7,13 +7,13 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from atm_bank import qrtoken
 from atm_bank.config import BankConfig
 from atm_bank.core import Bank
 from atm_bank.db import Database
 from atm_bank.registry import Template, enroll, provision_atm
-from atm_bank.schemas import AuthRequest, Cassette, FaceProbe
 from atm_bank.settle import Settler
+from atm_msg import qrtoken
+from atm_msg.schemas import AuthRequest, Cassette, FaceProbe
 from atm_wire.auth import report_mac  # pyright: ignore[reportUnknownVariableType]
 from atm_wire.messages import PRESENT_PRESENTED, REPORT_FLAG_FINAL, REPORT_FMT
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from atm_bank import signing
-from atm_bank.broker import BrokerSettings
-from atm_bank.schemas import Cassette
 from atm_bank.service import BankWorker, wait_connected
 from atm_host.banklink.client import BankLink
 from atm_host.banklink.outbox import Outbox
 from atm_host.banklink.settings import LinkSettings
+from atm_msg.schemas import Cassette
+from atm_msg.settings import BrokerSettings
 from atm_tools.mosquitto import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes

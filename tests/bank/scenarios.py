@@ -3,8 +3,8 @@
 import os
 from collections.abc import Callable
 
-from atm_bank.reasons import Reason
-from atm_bank.schemas import AuthRequest
+from atm_msg.reasons import Reason
+from atm_msg.schemas import AuthRequest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .helpers import World, embedding

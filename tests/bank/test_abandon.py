@@ -3,8 +3,8 @@
 import pytest
 from atm_bank import ledger
 from atm_bank.db import Cursor, Database
-from atm_bank.reasons import Reason
-from atm_bank.schemas import TxnAbandon, TxnReport
+from atm_msg.reasons import Reason
+from atm_msg.schemas import TxnAbandon, TxnReport
 from atm_wire.messages import PRESENT_NOT_PRESENTED
 from pydantic import ValidationError
 

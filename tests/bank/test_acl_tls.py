@@ -8,8 +8,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from atm_bank import topics
 from atm_bank.db import SqliteDatabase
+from atm_msg import topics
 from atm_tools.mosquitto import Mosquitto, TlsFiles, find_mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties

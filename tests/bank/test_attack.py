@@ -7,7 +7,7 @@ from pathlib import Path
 from atm_bank import ledger
 from atm_bank.config import BankConfig
 from atm_bank.db import Cursor, SqliteDatabase
-from atm_bank.reasons import Reason
+from atm_msg.reasons import Reason
 
 from .helpers import MODEL, make_world
 

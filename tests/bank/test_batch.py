@@ -7,15 +7,16 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from atm_bank import ledger, qrtoken, topics
-from atm_bank.broker import BrokerSettings
+from atm_bank import ledger
 from atm_bank.config import BankConfig
 from atm_bank.core import Decision
 from atm_bank.db import Cursor, Database, SqliteDatabase
-from atm_bank.denominate import representable
-from atm_bank.errors import TokenError
-from atm_bank.schemas import AuthRequest
 from atm_bank.service import BankWorker
+from atm_msg import qrtoken, topics
+from atm_msg.denominate import representable
+from atm_msg.errors import TokenError
+from atm_msg.schemas import AuthRequest
+from atm_msg.settings import BrokerSettings
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from atm_bank import topics
-from atm_bank.cmdsign import public_hex, sign_properties
-from atm_bank.schemas import Command
+from atm_msg import topics
+from atm_msg.cmdsign import public_hex, sign_properties
+from atm_msg.schemas import Command
 from atm_tools.mosquitto import Mosquitto
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion

@@ -8,9 +8,9 @@ from atm_bank import ledger
 from atm_bank.config import BankConfig
 from atm_bank.core import Bank, Decision
 from atm_bank.db import Cursor, Database, PostgresDatabase, SqliteDatabase, open_database
-from atm_bank.reasons import Reason
-from atm_bank.schemas import TxnReport, TxnResult
 from atm_bank.settle import Settler
+from atm_msg.reasons import Reason
+from atm_msg.schemas import TxnReport, TxnResult
 
 from .helpers import MODEL, World, make_world
 from .scenarios import A1

@@ -3,12 +3,13 @@
 import struct
 
 import pytest
-from atm_bank import ledger, qrtoken
+from atm_bank import ledger
 from atm_bank.config import BankConfig
 from atm_bank.db import Cursor, Database
-from atm_bank.denominate import denominate
-from atm_bank.errors import DenominationError, TokenError
-from atm_bank.reasons import Reason
+from atm_msg import qrtoken
+from atm_msg.denominate import denominate
+from atm_msg.errors import DenominationError, TokenError
+from atm_msg.reasons import Reason
 from atm_wire.auth import dispense_mac, equal_ct  # pyright: ignore[reportUnknownVariableType]
 from atm_wire.messages import DISPENSE_TOKEN_FMT
 
@@ -159,7 +160,7 @@ def test_reversed_withdrawal_frees_the_daily_limit(world: World) -> None:
     assert world.bank.authorize(world.request(A1, c, 1000), A1).response.decision == "approve"
     world.clock.advance(20)
     assert world.bank.authorize(world.request(A1, c, 10), A1).response.reason == Reason.LIMIT_DAILY
-    from atm_bank.schemas import TxnReport
+    from atm_msg.schemas import TxnReport
     from atm_wire.messages import PRESENT_NOT_PRESENTED
 
     assert r.txid and r.notes

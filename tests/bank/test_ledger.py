@@ -6,7 +6,7 @@ import pytest
 from atm_bank import ledger
 from atm_bank.db import Cursor, Database
 from atm_bank.errors import StoreError
-from atm_bank.schemas import AuthResponse, TxnReport
+from atm_msg.schemas import AuthResponse, TxnReport
 from atm_wire.messages import PRESENT_NOT_PRESENTED, PRESENT_UNKNOWN, REPORT_FLAG_FINAL, UNKNOWN_COUNT
 
 from .helpers import World, make_world

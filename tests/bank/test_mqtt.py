@@ -7,14 +7,15 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from atm_bank import ledger, topics
+from atm_bank import ledger
 from atm_bank.db import Cursor, SqliteDatabase
-from atm_bank.reasons import Reason
-from atm_bank.schemas import AuthResponse, Birth, Event, TxnResult
 from atm_bank.service import BankWorker
 from atm_host.banklink.client import BankLink
 from atm_host.banklink.errors import OfflineCheckError
 from atm_host.banklink.offline import check_amount, check_token
+from atm_msg import topics
+from atm_msg.reasons import Reason
+from atm_msg.schemas import AuthResponse, Birth, Event, TxnResult
 from atm_tools.mosquitto import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes

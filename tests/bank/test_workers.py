@@ -8,10 +8,10 @@ from pathlib import Path
 
 from atm_bank import ledger
 from atm_bank.db import Cursor, open_database
-from atm_bank.schemas import AuthResponse, Cassette
 from atm_host.banklink.client import BankLink
 from atm_host.banklink.outbox import Outbox
 from atm_host.banklink.settings import LinkSettings
+from atm_msg.schemas import AuthResponse, Cassette
 from atm_tools.bench_bank import DENOMS, make_requests, prepare, start_worker, start_workers, wait_online
 from atm_tools.mosquitto import Mosquitto
 

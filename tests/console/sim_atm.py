@@ -12,10 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from atm_bank.schemas import Cassette, Command
 from atm_host.banklink.client import BankLink
 from atm_host.banklink.outbox import Outbox
 from atm_host.banklink.settings import LinkSettings
+from atm_msg.schemas import Cassette, Command
 
 DENOMS = (100, 50, 20, 10)
 

@@ -4,13 +4,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from atm_bank import topics
 from atm_console import commands
 from atm_console.auth import MAX_FAILURES, Auth, check_password, hash_password
-from atm_console.cmdsign import generate_key, verify
 from atm_console.config import LimitCaps
-from atm_console.errors import AuditError, AuthError, CommandError, ConfigError
+from atm_console.errors import AuditError, AuthError, CommandError
 from atm_console.store import Store
+from atm_msg import topics
+from atm_msg.cmdsign import generate_key, verify
+from atm_msg.errors import KeyFileError
 
 
 def test_password_hash_is_salted_scrypt() -> None:
@@ -93,7 +94,7 @@ def test_commands_map_to_wire_names_and_refuse_looser_limits() -> None:
 
 def test_signature_binds_key_topic_and_payload(tmp_path: Path) -> None:
     signer = generate_key(tmp_path / "k.pem")
-    with pytest.raises(ConfigError):
+    with pytest.raises(KeyFileError):
         generate_key(tmp_path / "k.pem")  # never overwrites a key
     other = generate_key(tmp_path / "other.pem")
     keys = {signer.kid: signer.public}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from atm_console.cmdsign import generate_key, public_hex
+from atm_msg.cmdsign import generate_key, public_hex
 from atm_tools.mosquitto import Mosquitto, find_mosquitto, free_port
 from playwright.sync_api import Page, expect, sync_playwright
 

@@ -2,8 +2,10 @@
 
 import os
 
-from atm_bank import topics
-from atm_bank.schemas import (
+from atm_console.config import Thresholds
+from atm_console.fleet import Fleet
+from atm_msg import topics
+from atm_msg.schemas import (
     AuthResponse,
     Birth,
     Cassette,
@@ -13,8 +15,6 @@ from atm_bank.schemas import (
     Telemetry,
     TxnResult,
 )
-from atm_console.config import Thresholds
-from atm_console.fleet import Fleet
 
 
 class Clock:

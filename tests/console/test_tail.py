@@ -8,9 +8,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from atm_bank import topics
-from atm_bank.schemas import Event
 from atm_console.tail import format_update, run
+from atm_msg import topics
+from atm_msg.schemas import Event
 from atm_tools.mosquitto import Mosquitto, find_mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 

@@ -18,20 +18,6 @@ from typing import Literal
 
 import numpy as np
 import segno
-from atm_bank import qrtoken
-from atm_bank.denominate import denominate
-from atm_bank.reasons import Reason
-from atm_bank.schemas import (
-    AbandonReason,
-    AuthRequest,
-    AuthResponse,
-    Cassette,
-    Command,
-    Event,
-    FleetConfig,
-    FleetLimits,
-    TxnResult,
-)
 from atm_host.banklink.errors import BankLinkError, BankTimeoutError
 from atm_host.link import results as r
 from atm_host.link.errors import CommandFailed, LinkTimeout, PortError
@@ -46,6 +32,20 @@ from atm_host.vision.liveness import PassiveResult, Verdict
 from atm_host.vision.manifest import ModelEntry, load_manifest
 from atm_host.vision.pipeline import FaceSample
 from atm_host.vision.quality import QualityReport
+from atm_msg import qrtoken
+from atm_msg.denominate import denominate
+from atm_msg.reasons import Reason
+from atm_msg.schemas import (
+    AbandonReason,
+    AuthRequest,
+    AuthResponse,
+    Cassette,
+    Command,
+    Event,
+    FleetConfig,
+    FleetLimits,
+    TxnResult,
+)
 from atm_wire import PROTOCOL_VERSION
 from atm_wire import messages as m
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

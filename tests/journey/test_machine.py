@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from atm_bank.reasons import Reason
-from atm_bank.schemas import Command
 from atm_host.journey import messages as msg
 from atm_host.journey.config import JourneyConfig
 from atm_host.journey.machine import Journey, JourneyRecord
 from atm_host.journey.states import Snapshot, State
 from atm_host.vision.frame import Frame
+from atm_msg.reasons import Reason
+from atm_msg.schemas import Command
 from atm_wire import messages as m
 
 from .fakes import (

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from atm_bank import qrtoken, signing, topics
+from atm_bank import signing
 from atm_bank.config import BankConfig
 from atm_bank.db import open_database
 from atm_bank.registry import Template, enroll, provision_atm
-from atm_bank.schemas import AuthRequest, Cassette, FaceProbe
+from atm_msg import qrtoken, topics
+from atm_msg.schemas import AuthRequest, Cassette, FaceProbe
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties

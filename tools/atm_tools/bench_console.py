@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from atm_bank import topics
-from atm_bank.schemas import Birth, Cassette, Event, Telemetry
+from atm_msg import topics
+from atm_msg.schemas import Birth, Cassette, Event, Telemetry
 from paho.mqtt.enums import CallbackAPIVersion
 
 from atm_tools.benchrows import record

@@ -27,10 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 from atm_bank import phone, signing
-from atm_bank.cmdsign import public_hex
 from atm_bank.db import Cursor, open_database
 from atm_bank.registry import Template, enroll, provision_atm
-from atm_bank.schemas import Cassette
 from atm_host.banklink.client import BankLink
 from atm_host.banklink.outbox import Outbox
 from atm_host.banklink.settings import LinkSettings
@@ -49,6 +47,8 @@ from atm_host.vision.paths import shared_dir
 from atm_host.vision.pipeline import FacePipeline, FaceSample
 from atm_host.vision.scene import Optics, Sitter, render_person
 from atm_host.vision.template import make_template
+from atm_msg.cmdsign import public_hex
+from atm_msg.schemas import Cassette
 from atm_sim.board import SimBoard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 

@@ -6,7 +6,6 @@ data, a message expiry and an idempotency key; events and reports go through the
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -14,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from atm_bank import topics
-from atm_bank.cmdsign import keys_from_hex, verify
-from atm_bank.schemas import (
+from atm_msg import mqtt as msg_mqtt
+from atm_msg import topics
+from atm_msg.cmdsign import keys_from_hex, verify
+from atm_msg.schemas import (
     AbandonReason,
     AuthRequest,
     AuthResponse,
@@ -32,7 +32,7 @@ from atm_bank.schemas import (
     TxnReport,
     TxnResult,
 )
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -89,15 +89,7 @@ class BankLink:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._bd_seq = outbox.next_counter("bd_seq")
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.atm, protocol=mqtt.MQTTv5)
-        if settings.username:
-            self.client.username_pw_set(settings.username, settings.password)
-        if settings.ca_file:
-            self.client.tls_set(  # pyright: ignore[reportUnknownMemberType]
-                ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file
-            )
-        self.client.reconnect_delay_set(1, 5)
-        self.client.max_inflight_messages_set(max(settings.outbox_window, 20))
+        self.client = msg_mqtt.new_client(settings, self.atm, max_inflight=max(settings.outbox_window, 20))
         self._set_will()
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -107,12 +99,7 @@ class BankLink:
 
     # ----- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect_async(
-            self.s.host, self.s.port, self.s.keepalive_s, clean_start=False, properties=props
-        )
-        self.client.loop_start()
+        msg_mqtt.connect(self.s, self.client, session_expiry_s=SESSION_EXPIRY_S)
         self._drainer.start()
 
     def stop(self) -> None:
@@ -157,10 +144,6 @@ class BankLink:
         if rc.is_failure:
             log.error("%s: connect refused: %s", self.atm, rc)
             return
-        sock = client.socket()
-        if isinstance(sock, socket.socket):
-            # Small request/answer packets: without this, Nagle holds a packet for the peer's delayed ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         opts = SubscribeOptions(qos=1)
         client.subscribe(
             [

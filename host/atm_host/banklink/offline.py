@@ -1,9 +1,9 @@
 """The ATM's own checks before it asks the bank: token signature and expiry, and the fleet's limits."""
 
-from atm_bank import qrtoken
-from atm_bank.denominate import representable
-from atm_bank.errors import TokenError
-from atm_bank.schemas import FleetConfig
+from atm_msg import qrtoken
+from atm_msg.denominate import representable
+from atm_msg.errors import TokenError
+from atm_msg.schemas import FleetConfig
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .errors import OfflineCheckError

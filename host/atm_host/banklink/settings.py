@@ -1,26 +1,20 @@
-"""Bank-link settings of one ATM (validated, extra="forbid", every option described)."""
+"""Bank-link settings of one ATM: the broker settings of the contract plus this ATM's own options."""
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from atm_msg.settings import BrokerSettings
+from pydantic import ConfigDict, Field, field_validator
 
 
-class LinkSettings(BaseModel):
-    """Where and how the ATM reaches the bank's broker."""
+class LinkSettings(BrokerSettings):
+    """Where and how the ATM reaches the bank's broker (the contract's BrokerSettings) and this ATM's ids.
+
+    The MQTT client id is atm_id unless client_id is set; the broker's ACL expects atm_id.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     atm_id: str = Field(
         pattern=r"^[A-Za-z0-9_-]{1,32}$", description="This ATM's id (its topic level and CN)."
     )
     device_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="The dispenser MCU's unique id (hex).")
-    host: str = Field(default="127.0.0.1", description="Broker host name.")
-    port: int = Field(default=8883, ge=1, le=65535, description="Broker port.")
-    ca_file: str | None = Field(default=None, description="CA of the broker certificate (enables TLS).")
-    cert_file: str | None = Field(default=None, description="This ATM's client certificate (CN = atm_id).")
-    key_file: str | None = Field(default=None, description="This ATM's client key.")
-    username: str | None = Field(default=None, description="MQTT user name when not using certificates.")
-    password: str | None = Field(default=None, description="MQTT password when not using certificates.")
-    keepalive_s: int = Field(
-        default=10, ge=2, le=600, description="MQTT keepalive; the Will fires after 1.5x."
-    )
     outbox_window: int = Field(default=20, ge=1, le=1000, description="Outbox records in flight at once.")
     request_expiry_s: int = Field(
         default=30, ge=1, le=120, description="MQTT message expiry of auth requests."

@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from atm_bank.schemas import Cassette
+from atm_msg.schemas import Cassette
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from atm_host.banklink.client import BankLink

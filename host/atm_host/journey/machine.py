@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from atm_bank import qrtoken
-from atm_bank.denominate import denominate
-from atm_bank.errors import BankError
-from atm_bank.schemas import AuthRequest, AuthResponse, Cassette, Command, FaceProbe, FleetConfig, TxnResult
+from atm_msg import qrtoken
+from atm_msg.denominate import denominate
+from atm_msg.errors import MsgError
+from atm_msg.schemas import AuthRequest, AuthResponse, Cassette, Command, FaceProbe, FleetConfig, TxnResult
 from atm_wire import messages as m
 
 from atm_host.banklink.errors import BankLinkError, BankTimeoutError, OfflineCheckError
@@ -492,7 +492,7 @@ class Journey:
         smallest = min(self.cfg.presets_yuan)
         try:
             denominate(smallest, list(info.denominations), list(info.counts), max_notes)
-        except BankError:
+        except MsgError:
             return any(c > 0 for c in info.counts) and smallest < min(info.denominations)
         return True
 
@@ -780,7 +780,7 @@ class Journey:
         if info is not None:
             try:
                 denominate(amount, denoms, list(info.counts), fleet.limits.max_notes_per_dispense)
-            except BankError:
+            except MsgError:
                 return "amount_invalid"
         return ""
 

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
-from atm_bank.schemas import (
+from atm_msg.schemas import (
     AbandonReason,
     AuthRequest,
     AuthResponse,
