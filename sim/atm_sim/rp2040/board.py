@@ -127,6 +127,7 @@ class RP2040Board:
         auto_restart: bool = True,
         flash_times: str = "typ",
         realtime: bool = True,
+        uf2: Path | None = None,
     ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="atm-rp2040-")) if workdir is None else workdir
@@ -161,10 +162,15 @@ class RP2040Board:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._loaded = False
+        self._uf2 = uf2  # a complete UF2 (MicroPython + board image, as `./atm flash --uf2` makes)
 
     # ----- set-up ----------------------------------------------------------------------------------
     def flash(self, fmt: bool = False) -> None:
         """Write the board image: the littlefs blocks (and, when `fmt` or new, the raw state region)."""
+        if self._uf2 is not None:
+            self._call("load", uf2=str(self._uf2), fs=None)  # what a drag-and-drop in BOOTSEL writes
+            self._loaded = True
+            return
         built = img.build(self.workdir / "image")
         data = built.littlefs
         if self._loaded and not fmt:
