@@ -46,8 +46,8 @@ def test_aligned_dev_set_at_the_operating_point(photo_pipe: FacePipeline, shared
     thr = photo_pipe.threshold
     tar = float(np.mean(np.asarray(genuine) >= thr))
     far = float(np.mean(np.asarray(impostor) >= thr))
-    assert tar >= 0.65, tar  # SFace: about 79% TAR at the operating threshold on the full set
-    assert far <= 1e-3, far
+    assert tar >= 0.55, tar  # about 61% of single image pairs on the full set (docs/vision.md)
+    assert far == 0.0, far  # the threshold sits above every dev impostor
     assert np.median(genuine) > thr > np.percentile(impostor, 99.9)
 
 

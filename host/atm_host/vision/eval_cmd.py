@@ -1,82 +1,176 @@
-"""The `eval` command: score labelled folders, print the metrics table, draw plots, store the threshold."""
+"""The `eval` command: identity cross-validated metrics, the operating point and its FAR bound, plots."""
 
 from pathlib import Path
 
 import numpy as np
 
+from .calibrate import OperatingChoice, choose_operating_point, cross_validate
 from .config import QualityConfig, VisionConfig
-from .evaluate import HEADER, FolderScores, compute_metrics, embed_folder, format_metrics, plot
+from .evaluate import HEADER, ImageSet, compute_metrics, embed_folder, format_metrics, pair_scores, plot
+from .evaluate import to_embedded as embedded_of
 from .manifest import OperatingPoint, load_manifest, save_manifest
-from .metrics import confident_threshold, rate_at
+from .metrics import clopper_pearson_upper
+from .paths import CACHE_DIR
 from .pipeline import FacePipeline
 
 TARGET_FAR = 1e-4
+EMBEDDING_CACHE = CACHE_DIR / "embeddings"
+RULE = (
+    "highest within-set impostor score of all fitting pairs (faces passing the embedding-norm gate) + "
+    "the smallest margin (0.01 steps) at which, under cross-validation over identities (genuine pairs "
+    "leave-one-identity-out, impostor pairs leave-two-identities-out), no held-out impostor pair is "
+    "accepted and the one-sided 95% Clopper-Pearson upper bound of the held-out FAR is <= target_far; "
+    "stored exactly"
+)
+
+
+def dataset_name(sets: list[ImageSet]) -> str:
+    """How the manifest names the folders a threshold was fitted on."""
+    return " + ".join(s.name for s in sets) + " (../shared/data/faces dev set)"
+
+
+def fit(
+    config: VisionConfig, folders: list[Path], progress: bool = False
+) -> tuple[list[ImageSet], OperatingChoice]:
+    """Embed `folders` (cached) and choose the operating point: what `eval --write` stores."""
+    cfg = config.model_copy(update={"quality": QualityConfig(check_distance=False)})
+    pipe = FacePipeline(cfg)
+    sets = [embed_folder(pipe, f, EMBEDDING_CACHE, progress) for f in folders]
+    return sets, choose_operating_point(embedded_of(sets), target_far=TARGET_FAR, gate=True)
+
+
+def operating_point(choice: OperatingChoice, sets: list[ImageSet]) -> OperatingPoint:
+    """The manifest record of `choice`."""
+    held, row = choice.held_out, choice.row
+    return OperatingPoint(
+        threshold=choice.threshold,
+        target_far=choice.target_far,
+        far=row.false_accepts / max(row.impostor_pairs, 1),
+        tar=row.tar,
+        genuine_pairs=int(held.genuine.size),
+        impostor_pairs=row.impostor_pairs,
+        dataset=dataset_name(sets),
+        rule=RULE,
+        margin=choice.margin,
+        max_fitted_impostor=choice.max_fitted_impostor,
+        far_upper95=row.far_upper95,
+        false_accepts=row.false_accepts,
+        min_embedding_norm=choice.min_embedding_norm,
+    )
 
 
 def run_eval(config: VisionConfig, folders: list[Path], out_dir: Path, write: bool) -> int:
-    """Evaluate; with `write`, store the pooled FAR<=1e-4 threshold in the manifest. Returns exit code."""
-    # Photo sets are not camera frames at 40-70 cm: the distance check would reject them all.
+    """Evaluate on held-out identities; with `write`, store the operating point in the manifest."""
     cfg = config.model_copy(update={"quality": QualityConfig(check_distance=False)})
-    pipe = FacePipeline(cfg)
+    sets, choice = fit(cfg, folders, progress=True)
+    emb = embedded_of(sets)
     out_dir = out_dir / cfg.embedder
-    sets: list[FolderScores] = []
-    for folder in folders:
-        sets.append(embed_folder(pipe, folder))
-    gen = np.concatenate([s.genuine for s in sets])
-    imp = np.concatenate([s.impostor for s in sets])
-    pooled = compute_metrics(gen, imp)
-    # Bank grade: FAR <= 1e-4 with 95% confidence (Poisson bound on the count of impostors accepted),
-    # pooled AND on every set alone (a small set then allows no impostor at all), so a set whose
-    # impostors score higher (e.g. photos through detection + alignment) sets the bar.
-    per_set = {s.name: confident_threshold(s.impostor, TARGET_FAR) for s in sets}
-    threshold = max(confident_threshold(imp, TARGET_FAR), *per_set.values())
-    print(f"embedder {cfg.embedder}, threads {cfg.threads}; pairs within each folder; accept if score >= thr")
-    print(HEADER)
-    for s in sets:
-        m = compute_metrics(s.genuine, s.impostor)
-        print(format_metrics(s.name, m))
-        plot(s.name, genuine=s.genuine, impostor=s.impostor, m=m, threshold=threshold, out_dir=out_dir)
-    if len(sets) > 1:
-        print(format_metrics("pooled", pooled))
-    paths = plot("pooled", genuine=gen, impostor=imp, m=pooled, threshold=threshold, out_dir=out_dir)
+    held = choice.held_out
+    plain = cross_validate(emb, gate=False)
+    print(f"embedder {cfg.embedder} (face + mirror), threads {cfg.threads}; accept if score >= thr")
     for s in sets:
         fails = dict(s.failures) or "none"
         flags = dict(s.quality_flags) or "none"
-        print(f"{s.name}: {s.images} images, failures {fails}, quality-gate flags (not enforced) {flags}")
-    far, tar = rate_at(imp, threshold), rate_at(gen, threshold)
-    for s in sets:
         print(
-            f"  at the operating threshold, {s.name}: FAR {rate_at(s.impostor, threshold):.2e} "
-            f"({s.impostor.size} impostor pairs), TAR {rate_at(s.genuine, threshold) * 100:.2f}% "
-            f"(own threshold {per_set[s.name]:.4f})"
+            f"{s.name}: {s.images} images of {len(set(s.people))} people, failures {fails}, "
+            f"quality-gate flags (not enforced) {flags}"
         )
     print(
-        f"operating threshold (FAR <= {TARGET_FAR:g} at 95% confidence, pooled over {imp.size} "
-        "impostor pairs "
-        "and in each set): "
-        f"{threshold:.4f} -> pooled FAR {far:.2e}, TAR {tar * 100:.2f}%"
+        f"\nHeld-out identities ({len(emb.names)} people): each genuine pair is scored with the gate and "
+        "threshold fitted on the other people, each impostor pair (within a set) on all but its two people."
     )
+    print(HEADER)
+    m_all = compute_metrics(plain.genuine, plain.impostor)
+    m_gate = compute_metrics(held.genuine, held.impostor)
+    print(format_metrics("all images", m_all))
+    fta = held.gated / max(held.images, 1)
+    print(format_metrics(f"gated FTA{fta * 100:.1f}%", m_gate))
+    print(
+        "  gate: faces whose raw embedding length is below the 2.5% quantile of the fitting people's are "
+        f"refused as unreadable ({held.gated} of {held.images} held-out images; the ATM asks for another "
+        "frame)"
+    )
+    print("\nmargin over the highest fitted impostor -> held-out result (gated)")
+    print(
+        f"{'margin':>6} {'accepted impostors':>18} {'identity pairs':>14} {'FAR':>9} "
+        f"{'95% upper':>9} {'TAR':>7}"
+    )
+    for r in choice.table:
+        mark = " <- chosen" if r is choice.row else ""
+        print(
+            f"{r.margin:6.2f} {r.false_accepts:>11d} / {r.impostor_pairs:<6d} "
+            f"{r.crossing_identity_pairs:>7d} / "
+            f"{held.identity_pairs():<5d} {r.false_accepts / max(r.impostor_pairs, 1):9.2e} "
+            f"{r.far_upper95:9.2e} {r.tar * 100:6.2f}%{mark}"
+        )
+    row = choice.row
+    verdict = (
+        f"FAR <= {TARGET_FAR:g} at 95% confidence is supported by these pairs"
+        if choice.supported
+        else f"these pairs CANNOT support FAR <= {TARGET_FAR:g} at 95%: the best they back is "
+        f"{row.far_upper95:.2e}"
+    )
+    print(
+        f"\noperating threshold {choice.threshold!r} = highest fitted impostor "
+        f"{choice.max_fitted_impostor:.6f} "
+        f"+ margin {choice.margin:.2f} (gate: raw norm >= {choice.min_embedding_norm:.3f})\n"
+        f"  on held-out identities: FAR {row.false_accepts}/{row.impostor_pairs} = "
+        f"{row.false_accepts / max(row.impostor_pairs, 1):.2e} (95% upper bound {row.far_upper95:.2e}), "
+        f"TAR {row.tar * 100:.2f}% per image pair; {verdict}.\n"
+        f"  The bound treats pairs as independent; they come from {held.identity_pairs()} pairs of people, "
+        "so it is optimistic: a population claim needs many more identities."
+    )
+    manifest = load_manifest(cfg.manifest)
+    entry = manifest.entry(cfg.embedder)
+    shipped = entry.operating_point
+    if shipped is not None:
+        g_all, i_all = pair_scores(emb)
+        k = int(np.sum(i_all >= shipped.threshold))
+        fitted_here = shipped.dataset == dataset_name(sets)
+        note = (
+            "fitted on these folders: an in-sample figure, see the held-out lines above"
+            if fitted_here
+            else "not fitted on these folders: a held-out figure"
+        )
+        print(
+            f"shipped threshold {shipped.threshold!r} (manifest) on these folders, all images: "
+            f"FAR {k}/{i_all.size} "
+            f"= {k / max(i_all.size, 1):.2e} (95% upper {clopper_pearson_upper(k, max(i_all.size, 1)):.2e}), "
+            f"TAR {float(np.mean(g_all >= shipped.threshold)) * 100:.2f}% ({note})"
+        )
+    paths = plot(
+        "heldout",
+        genuine=held.genuine,
+        impostor=held.impostor,
+        m=m_gate,
+        threshold=choice.threshold,
+        out_dir=out_dir,
+    )
+    for s in sets:
+        g, i = pair_scores(embedded_of([s]))
+        if g.size and i.size:
+            plot(
+                s.name,
+                genuine=g,
+                impostor=i,
+                m=compute_metrics(g, i),
+                threshold=choice.threshold,
+                out_dir=out_dir,
+            )
     print(f"plots: {', '.join(str(p) for p in paths)} and per-set PNGs in {out_dir}")
     if write:
-        manifest = load_manifest(cfg.manifest)
-        entry = manifest.entry(cfg.embedder)
-        entry.operating_point = OperatingPoint(
-            threshold=round(threshold, 6),
-            target_far=TARGET_FAR,
-            far=far,
-            tar=round(tar, 6),
-            genuine_pairs=int(gen.size),
-            impostor_pairs=int(imp.size),
-            dataset=" + ".join(s.name for s in sets) + " (../shared/data/faces dev set)",
-        )
+        entry.operating_point = operating_point(choice, sets)
         entry.measured.update(
             {
-                "auc_pooled": f"{pooled.auc:.5f}",
-                "eer_pooled": f"{pooled.eer * 100:.2f}%",
-                "tar_at_far_1e-3": f"{pooled.tar_at[1e-3][0] * 100:.2f}%",
-                "tar_at_far_1e-4": f"{pooled.tar_at[1e-4][0] * 100:.2f}%",
+                "eer_heldout": f"{m_gate.eer * 100:.2f}% (gated, FTA {fta * 100:.1f}%); "
+                f"all images {m_all.eer * 100:.2f}%",
+                "tar_at_far_1e-3": f"{m_gate.tar_at[1e-3][0] * 100:.2f}% (held-out, gated)",
+                "tar_at_far_1e-4": f"{m_gate.tar_at[1e-4][0] * 100:.2f}% (held-out, gated)",
+                "eval": f"python -m atm_host.vision --embedder {cfg.embedder} eval --write",
             }
         )
+        for old in ("auc_pooled", "eer_pooled"):
+            entry.measured.pop(old, None)
         save_manifest(manifest, cfg.manifest)
-        print(f"threshold {threshold:.4f} written to {cfg.manifest}")
+        print(f"threshold {choice.threshold!r} written to {cfg.manifest}")
     return 0

@@ -34,15 +34,38 @@ class TensorSpec(_Strict):
 
 
 class OperatingPoint(_Strict):
-    """The calibrated verification threshold stored with the embedder."""
+    """The calibrated verification threshold stored with the embedder (the bank reads `threshold`)."""
 
-    threshold: float = Field(description="Cosine similarity at or above which two faces match.")
+    threshold: float = Field(
+        description="Cosine similarity at or above which two faces match; stored exactly as fitted "
+        "(never rounded: rounding could move it below a fitted impostor score)."
+    )
     target_far: float = Field(description="False accept rate the threshold was chosen for.")
-    far: float = Field(description="Measured false accept rate at the threshold.")
-    tar: float = Field(description="Measured true accept rate at the threshold.")
-    genuine_pairs: int = Field(description="Genuine pairs it was measured on.")
-    impostor_pairs: int = Field(description="Impostor pairs it was measured on.")
+    far: float = Field(
+        description="False accept rate at the threshold's rule on held-out identities (cross-validation)."
+    )
+    tar: float = Field(description="True accept rate at the threshold's rule on held-out identities.")
+    genuine_pairs: int = Field(description="Held-out genuine pairs the rates rest on.")
+    impostor_pairs: int = Field(description="Held-out impostor pairs the rates rest on.")
     dataset: str = Field(description="What it was calibrated on.")
+    rule: str | None = Field(default=None, description="How the threshold was chosen, in words.")
+    margin: float | None = Field(
+        default=None, description="Added to the highest fitted impostor score (chosen by cross-validation)."
+    )
+    max_fitted_impostor: float | None = Field(
+        default=None, description="Highest impostor score among the pairs the threshold was fitted on."
+    )
+    far_upper95: float | None = Field(
+        default=None,
+        description="One-sided 95% Clopper-Pearson upper bound of `far` over the held-out impostor pairs "
+        "(pairs sharing identities are not independent: an optimistic bound).",
+    )
+    false_accepts: int | None = Field(default=None, description="Held-out impostor pairs accepted.")
+    min_embedding_norm: float | None = Field(
+        default=None,
+        description="Faces whose raw embedding is shorter than this are refused by the quality gate "
+        "(the embedder cannot read them); None: no such gate.",
+    )
 
 
 class ModelEntry(_Strict):

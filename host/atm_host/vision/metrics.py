@@ -90,3 +90,37 @@ def confident_threshold(impostor: Scores, target_far: float, confidence: float =
 def rate_at(scores: Scores, threshold: float) -> float:
     """Fraction of `scores` at or above `threshold`."""
     return float(np.mean(scores >= threshold)) if scores.size else 0.0
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (exact for the small k used here)."""
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 1.0 if k >= n else 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    total = 0.0
+    for i in range(min(k, n) + 1):
+        log_term = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+        total += math.exp(log_term)
+    return min(total, 1.0)
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound on a rate after `k` events in `n` trials.
+
+    The p at which P(X <= k) = 1 - confidence (bisection); with k = 0 it is 1 - (1 - confidence)^(1/n),
+    about 3/n at 95%. Trials are assumed independent: pairs that share identities are not.
+    """
+    if n <= 0:
+        raise ValueError("no trials")
+    if k >= n:
+        return 1.0
+    lo, hi = k / n, 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if binomial_cdf(k, n, mid) > 1.0 - confidence:
+            lo = mid
+        else:
+            hi = mid
+    return hi

@@ -1,23 +1,24 @@
 """The face pipeline: detect, pick the customer, align, quality gate, embed, compare, liveness."""
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from .align import align_face
-from .challenge import Challenge, ChallengeState, ChallengeTracker
+from .challenge import Challenge
 from .config import VisionConfig
 from .detector import BlazeFace, Detection, pick_customer
 from .embedder import make_embedder
-from .errors import ConfigError, MultipleFacesError, NoFaceError
+from .errors import ConfigError, QualityError
 from .frame import FloatArray, Frame, check_frame
 from .iris import EyeContours, IrisLandmarker
 from .landmarks import FaceLandmarker, FaceMesh
 from .liveness import PassiveLiveness, PassiveResult
 from .manifest import ModelEntry, load_manifest
-from .quality import QualityReport, assess, require
+from .quality import LOOK_AT_CAMERA, QualityReport, assess, require
 from .runtime import TfliteModel, load_model
+from .session import ChallengeOutcome, FaceSession
 from .template import Template, compare, make_template
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ class FaceSample:
     aligned: Frame
     quality: QualityReport
     embedding: FloatArray
+    embedding_norm: float = 0.0  # the embedder's raw output length: short for faces it cannot read
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class FacePipeline:
         self.embedder_entry: ModelEntry = self.manifest.entry(cfg.embedder)
         op = self.embedder_entry.operating_point
         self._threshold = None if op is None else op.threshold
+        self.min_embedding_norm = None if op is None else op.min_embedding_norm
         self.detector = BlazeFace(self._load("blazeface_short_range"), cfg.detector)
         self.embedder = make_embedder(cfg.embedder, self._load(cfg.embedder))
         self._landmarker: FaceLandmarker | None = None
@@ -122,7 +125,11 @@ class FacePipeline:
         if gate:
             require(report)
         embedding = self._timed("embed", lambda: self.embedder.embed(aligned))
-        return FaceSample(face, aligned, report, embedding)
+        norm = self.embedder.last_norm
+        if gate and self.min_embedding_norm is not None and norm < self.min_embedding_norm:
+            # The embedder cannot read this face (turned away, covered, a second face): another frame.
+            raise QualityError([LOOK_AT_CAMERA])
+        return FaceSample(face, aligned, report, embedding, norm)
 
     def embed_aligned(self, aligned: Frame) -> FloatArray:
         """Embed an already aligned 112x112 BGR face (evaluation on aligned sets)."""
@@ -146,26 +153,20 @@ class FacePipeline:
             return self.eyes(frame, mesh).openness()
         return mesh.eye_openness()
 
-    def run_challenge(self, frames: Iterable[Frame], challenge: Challenge) -> ChallengeState:
-        """Active liveness over consecutive frames; FAILED if they run out or a second face appears.
+    def run_challenge(
+        self,
+        frames: Iterable[Frame],
+        challenge: Challenge,
+        reference: Sequence[FloatArray] = (),
+        box: tuple[float, float, float, float] | None = None,
+    ) -> ChallengeOutcome:
+        """Active liveness over consecutive frames with the face tracked and re-identified on each one.
 
-        Every frame: detect, face mesh (yaw, face shape); for a blink also the eyes (`eye_openness`).
+        `reference`: embeddings of the frames seen before the challenge (every challenge frame must be
+        that person); `box`: the last face box seen before it. See session.FaceSession for the checks;
+        the outcome's `probe` holds the challenge's own good frames for verification.
         """
-        tracker = ChallengeTracker(challenge, self.config.challenge)
-        for frame in frames:
-            try:
-                face = self.find_customer(frame)
-            except NoFaceError:
-                continue  # a blink or turn may lose the face for a frame
-            except MultipleFacesError:
-                return ChallengeState.FAILED  # someone else stepped in: start again
-            mesh = self.mesh(frame, face)
-            blink = challenge is Challenge.BLINK
-            openness = self.eye_openness(frame, mesh) if blink else mesh.eye_openness()
-            state = tracker.update(openness, mesh.yaw_deg(), mesh.height_ratio())
-            if state is not ChallengeState.PENDING:
-                return state
-        return ChallengeState.FAILED
+        return FaceSession(self, challenge, reference, box).run(frames)
 
     def enroll(self, frame: Frame) -> Template:
         """A template from one good frame."""
