@@ -9,9 +9,13 @@ from .scene import Optics, PhoneScene
 
 
 def token_payload(n_bytes: int, seed: int) -> str:
-    """A bank-token-like payload: `n_bytes` of pseudo-random data, base64url (as a signed token would be)."""
+    """A token-shaped payload: `n_bytes` of pseudo-random data in the phone token's text format.
+
+    The format is atm_msg.qrtoken's: "ATM1:" + base32 without padding (upper case, all in the QR
+    alphanumeric set); a real token is 103 bytes -> 170 characters.
+    """
     raw = hashlib.shake_256(seed.to_bytes(8, "little")).digest(n_bytes)
-    return "ATM1." + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    return "ATM1:" + base64.b32encode(raw).decode("ascii").rstrip("=")
 
 
 def sample_conditions(
