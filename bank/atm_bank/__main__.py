@@ -23,6 +23,7 @@ from .workers import run_worker
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run N worker processes and restart any that dies (same client id: its queued messages come back)."""
+    load_config(args.config).require_thresholds()  # a bad config or manifest stops here, exit non-zero
     ctx = multiprocessing.get_context("spawn")
     # The children get the options only: the sub-command's function lives in __main__, which a spawned
     # child cannot import by name.

@@ -1,10 +1,19 @@
 """The bank's configuration: one rule set for every branch and region, validated with extra="forbid"."""
 
 import json
+import math
 from pathlib import Path
 
 from atm_msg.qrtoken import MAX_TOKEN_TTL_S
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -66,7 +75,7 @@ class Face(_Strict):
 
     thresholds: dict[str, float] = Field(
         default_factory=dict,
-        description="Cosine-similarity threshold per model_id; models/manifest.json overrides when present.",
+        description="Cosine-similarity threshold per model_id; models/manifest.json overrides when named.",
     )
     min_liveness: float = Field(default=0.9, ge=0, le=1, description="Lowest accepted liveness score.")
     min_quality: float = Field(default=0.5, ge=0, le=1, description="Lowest accepted probe quality score.")
@@ -113,34 +122,69 @@ class BankConfig(_Strict):
             raise ValueError("default_denominations: every denomination must be > 0")
         return value
 
+    _thresholds: dict[str, float] = PrivateAttr(default_factory=dict[str, float])
+
+    @model_validator(mode="after")
+    def _resolve_thresholds(self) -> "BankConfig":
+        """Read the manifest once, here: a bad manifest or threshold is a config error, not a decline."""
+        merged = dict(self.face.thresholds)
+        if self.manifest_path:
+            merged.update(manifest_thresholds(Path(self.manifest_path)))
+        for model_id, value in merged.items():
+            _check_threshold(model_id, value)
+        self._thresholds = merged
+        return self
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Match threshold per embedder model_id, fixed when the config was loaded."""
+        return dict(self._thresholds)
+
     def threshold_for(self, model_id: str) -> float | None:
         """The match threshold of an embedder: the manifest's operating point, else config, else None."""
-        if self.manifest_path:
-            found = manifest_threshold(Path(self.manifest_path), model_id)
-            if found is not None:
-                return found
-        return self.face.thresholds.get(model_id)
+        return self._thresholds.get(model_id)
+
+    def require_thresholds(self) -> None:
+        """Fail closed at start: a bank with no valid face threshold would decline every customer."""
+        if not self._thresholds:
+            raise ConfigError(
+                "no face threshold: set face.thresholds or manifest_path (models/manifest.json "
+                "models[model_id].operating_point.threshold); the bank does not start without one"
+            )
 
 
-def manifest_threshold(path: Path, model_id: str) -> float | None:
-    """Read models[model_id].operating_point.threshold from the vision manifest, if there."""
+def _check_threshold(model_id: str, value: float) -> None:
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise ValueError(f"face threshold of {model_id!r} must be a cosine in (0, 1), not {value!r}")
+
+
+def manifest_thresholds(path: Path) -> dict[str, float]:
+    """models[*].operating_point.threshold from the vision manifest; ValueError when unreadable or bad.
+
+    Models without an operating point (detectors, liveness) are skipped; an operating point without a
+    numeric threshold is an error, so a half-written manifest stops the bank instead of disabling a model.
+    """
     try:
         raw: object = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(raw, dict):
-        return None
-    models = raw.get("models")  # type: ignore[union-attr]
+    except OSError as exc:
+        raise ValueError(f"manifest_path {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"manifest_path {path}: not JSON ({exc})") from exc
+    models = raw.get("models") if isinstance(raw, dict) else None  # type: ignore[union-attr]
     if not isinstance(models, dict):
-        return None
-    entry = models.get(model_id)  # type: ignore[union-attr]
-    if not isinstance(entry, dict):
-        return None
-    op = entry.get("operating_point")  # type: ignore[union-attr]
-    if not isinstance(op, dict):
-        return None
-    thr = op.get("threshold")  # type: ignore[union-attr]
-    return float(thr) if isinstance(thr, int | float) else None
+        raise ValueError(f'manifest_path {path}: no "models" object')
+    found: dict[str, float] = {}
+    for model_id, entry in models.items():  # type: ignore[union-attr]
+        op = entry.get("operating_point") if isinstance(entry, dict) else None  # type: ignore[union-attr]
+        if op is None:
+            continue
+        thr = op.get("threshold") if isinstance(op, dict) else None  # type: ignore[union-attr]
+        if isinstance(thr, bool) or not isinstance(thr, int | float):
+            raise ValueError(f"manifest_path {path}: models.{model_id}.operating_point.threshold missing")
+        found[str(model_id)] = float(thr)  # type: ignore[arg-type]
+    if not found:
+        raise ValueError(f"manifest_path {path}: no model has an operating_point.threshold")
+    return found
 
 
 def load_config(path: Path | None) -> BankConfig:

@@ -104,6 +104,7 @@ class Bank:
     def __init__(
         self, db: Database, cfg: BankConfig, token_keys: dict[int, Ed25519PublicKey], clock: Clock = time.time
     ) -> None:
+        cfg.require_thresholds()  # fail closed before the first request, not by declining every one
         self.db = db
         self.cfg = cfg
         self.token_keys = token_keys

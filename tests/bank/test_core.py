@@ -1,11 +1,15 @@
 """The decision core on SQLite and PostgreSQL: approve, every decline reason, limits at their boundaries."""
 
+import json
 import struct
+from pathlib import Path
 
 import pytest
 from atm_bank import ledger
-from atm_bank.config import BankConfig
+from atm_bank.__main__ import main as bank_main
+from atm_bank.config import BankConfig, load_config
 from atm_bank.db import Cursor, Database
+from atm_bank.errors import ConfigError
 from atm_msg import qrtoken
 from atm_msg.denominate import denominate
 from atm_msg.errors import DenominationError, TokenError
@@ -92,22 +96,56 @@ def test_not_enrolled_and_unknown_account(sqlite_db: Database) -> None:
     assert w.bank.authorize(w.request(A1, c, 100, token=tok), A1).response.reason == Reason.UNKNOWN_ACCOUNT
 
 
-def test_threshold_missing_fails_closed(sqlite_db: Database) -> None:
-    w = make_world(sqlite_db, BankConfig())
-    c = next(iter(w.customers.values()))
-    assert w.bank.authorize(w.request(A1, c, 100), A1).response.reason == Reason.FACE_MODEL_MISMATCH
+def test_no_threshold_the_bank_does_not_start(sqlite_db: Database) -> None:
+    with pytest.raises(ConfigError, match="no face threshold"):
+        make_world(sqlite_db, BankConfig())
 
 
-def test_manifest_threshold_overrides_config(sqlite_db: Database, tmp_path: pytest.TempPathFactory) -> None:
-    import json
-    from pathlib import Path
-
-    manifest = Path(str(tmp_path)) / "manifest.json"
+def test_manifest_threshold_overrides_config_and_is_read_once(sqlite_db: Database, tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"models": {MODEL: {"operating_point": {"threshold": 0.9999}}}}))
     cfg = BankConfig.model_validate({"face": {"thresholds": {MODEL: 0.1}}, "manifest_path": str(manifest)})
     w = make_world(sqlite_db, cfg)
+    manifest.unlink()  # read at start only: nothing in an authorization reads the file again
     c = next(iter(w.customers.values()))
     assert w.bank.authorize(w.request(A1, c, 100), A1).response.reason == Reason.FACE_MISMATCH
+
+
+@pytest.mark.parametrize(
+    ("manifest", "error"),
+    [
+        (None, "No such file"),
+        ("{not json", "not JSON"),
+        (json.dumps({"models": {MODEL: {"operating_point": {"far": 0.0}}}}), "threshold missing"),
+        (json.dumps({"models": {MODEL: {"operating_point": {"threshold": 1.5}}}}), "must be a cosine"),
+        (json.dumps({"models": {MODEL: {"operating_point": None}}}), "no model has an operating_point"),
+    ],
+)
+def test_bad_manifest_is_a_config_error_at_load(tmp_path: Path, manifest: str | None, error: str) -> None:
+    path = tmp_path / "manifest.json"
+    if manifest is not None:
+        path.write_text(manifest)
+    config = tmp_path / "bank.json"
+    config.write_text(json.dumps({"manifest_path": str(path)}))
+    with pytest.raises(ConfigError, match=error):
+        load_config(config)
+
+
+def test_serve_exits_non_zero_without_a_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bank.json"
+    config.write_text(json.dumps({"face": {"thresholds": {}}}))
+    code = bank_main(["--config", str(config), "serve", "--workers", "1"])
+    assert code != 0 and "no face threshold" in capsys.readouterr().err
+
+
+def test_shipped_manifest_gives_the_bank_the_vision_operating_point() -> None:
+    manifest = Path(__file__).resolve().parents[2] / "models" / "manifest.json"
+    cfg = BankConfig.model_validate({"manifest_path": str(manifest)})
+    models = json.loads(manifest.read_text())["models"]
+    for model_id, entry in models.items():
+        if entry.get("operating_point"):
+            assert cfg.threshold_for(model_id) == entry["operating_point"]["threshold"]
+    assert cfg.threshold_for("sface") is not None
 
 
 def test_per_withdrawal_limit_boundary(world: World) -> None:
