@@ -12,6 +12,9 @@ Rules (docs/protocol.md, "Link layer"):
   clamped to RTO_MIN..RTO_MAX, doubled on every timeout, Karn's rule) expires.
 - SYN resets both directions to sequence 0; the peer answers SYNACK. A device sends SYN when it boots,
   so the host learns about every reset of the board.
+- Either end resynchronises by itself when the peer's state no longer matches its own: a SYNACK it
+  never asked for (someone else sent the peer a SYN), or a cumulative ACK outside [base, next] (the
+  peer restarted its sequence numbers) makes it send its own SYN and report a reset (on_reset).
 """
 
 from atm_wire.crc import crc16
@@ -88,6 +91,8 @@ class Link:
         self.rttvar = 0
         self.rto = RTO_INITIAL
         self.syn_pending = False
+        self._synack_due = False  # our SYN is out and its SYNACK not seen yet (even once connected)
+        self._syn_at = 0
         self.connected = False
         # Counters (reported by the firmware's COUNTERS command and the host's stats).
         self.tx_frames = 0
@@ -96,6 +101,7 @@ class Link:
         self.duplicates = 0
         self.out_of_order = 0
         self.resets = 0
+        self.resyncs = 0  # restarts of our own after the peer's state stopped matching ours
 
     # ----- sending -------------------------------------------------------------------------------
     def in_flight(self) -> int:
@@ -130,8 +136,17 @@ class Link:
         """Send SYN: ask the peer to restart both directions at sequence 0."""
         self._reset_state()
         self.syn_pending = True
+        self._synack_due = True
+        self._syn_at = now
         self._timer_start = now
         self._send_control(FLAG_SYN)
+
+    def _resync(self, now: int) -> None:
+        """The peer's link state no longer matches ours: start again with our own SYN, report a reset."""
+        self.resyncs += 1
+        self.start(now)
+        if self._on_reset is not None:
+            self._on_reset()
 
     def _reset_state(self) -> None:
         self._base = 0
@@ -161,6 +176,8 @@ class Link:
 
     def poll(self, now: int) -> None:
         """Run the retransmit timer; call often (every loop on the MCU, every few ms on the host)."""
+        if self._synack_due and not self.syn_pending and ticks_diff(now, self._syn_at) > RTO_MAX:
+            self._synack_due = False  # our SYN was overtaken by the peer's and its SYNACK lost
         if self.syn_pending:
             if ticks_diff(now, self._timer_start) >= self.rto:
                 self.rto = min(self.rto * 2, RTO_MAX)
@@ -213,10 +230,21 @@ class Link:
         if flags & FLAG_SYNACK:
             if self.syn_pending:
                 self.syn_pending = False
+                self._synack_due = False
                 self.connected = True
                 self.rto = RTO_INITIAL
+            elif self._synack_due:
+                self._synack_due = False  # the answer to our SYN, after the peer's own SYN connected us
+            elif self.connected:
+                # A SYNACK we never asked for: someone else's SYN reset the peer's sequence numbers.
+                self._resync(now)
             return
         if not self.connected:
+            return
+        acked = seq_diff(ack, self._base)
+        if acked < 0 or acked > self.in_flight():
+            # The peer acknowledges frames we never sent, or takes back acknowledged ones: it restarted.
+            self._resync(now)
             return
         self._process_ack(ack, now)
         if flags & FLAG_NAK and self.in_flight():

@@ -22,6 +22,11 @@ READ_CHUNK = 4096
 # hit by noise) and is dropped; otherwise a wrong length byte (up to 255) would stall a quiet link
 # until that many more bytes had arrived.
 IDLE_RESYNC_S = 0.1
+# pyserial's error when select() said "readable" and read() found nothing: a vanished device, or another
+# process that opened the same line and took the bytes. Only this many in a row with no read between
+# them make it a dead port (a vanished device repeats it at once, forever).
+EMPTY_READY = "returned no data"
+EMPTY_READY_MAX = 200
 
 
 class Port(Protocol):
@@ -58,6 +63,7 @@ class _WireLink(Protocol):
     duplicates: int
     out_of_order: int
     resets: int
+    resyncs: int
     srtt: int
     rto: int
 
@@ -87,6 +93,7 @@ class LinkStats:
     duplicates: int
     out_of_order: int
     resets: int
+    resyncs: int
     frames_ok: int
     crc_errors: int
     bad_length: int
@@ -120,6 +127,7 @@ class SerialLink:
         self._closing = False
         self._last_rx = time.monotonic()
         self._idle_resyncs = 0
+        self.shared_reads = 0  # reads another opener of the line won (see EMPTY_READY)
         self._link = cast(_WireLink, Link(self._write, self._deliver, window, self._reset_seen))
         self._thread = threading.Thread(target=self._run, name="atm-link-reader", daemon=True)
         self._thread.start()
@@ -139,13 +147,24 @@ class SerialLink:
 
     # ----- reader thread ------------------------------------------------------------------------
     def _run(self) -> None:
+        empty_ready = 0
         while True:
             try:
                 data = self._port.read(max(1, min(self._port.in_waiting, READ_CHUNK)))
+                empty_ready = 0
             except Exception as exc:
-                if not self._closing:
+                if self._closing:
+                    return
+                if EMPTY_READY in str(exc) and empty_ready < EMPTY_READY_MAX:
+                    # Another program read the bytes first (a second opener of the same line): not a
+                    # dead port unless it goes on with nothing read in between.
+                    empty_ready += 1
+                    self.shared_reads += 1
+                    time.sleep(READ_TIMEOUT_S)
+                    data = b""
+                else:
                     self._fail(PortError(f"read failed: {exc}"))
-                return
+                    return
             with self._cond:
                 if self._closing:
                     return
@@ -226,6 +245,7 @@ class SerialLink:
                 duplicates=link.duplicates,
                 out_of_order=link.out_of_order,
                 resets=link.resets,
+                resyncs=link.resyncs,
                 frames_ok=parser.frames_ok,
                 crc_errors=parser.crc_errors,
                 bad_length=parser.bad_length,
