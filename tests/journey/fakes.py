@@ -12,7 +12,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +24,7 @@ from atm_host.link.errors import CommandFailed, LinkTimeout, PortError
 from atm_host.link.events import EventBus, EventSubscription
 from atm_host.vision import quality
 from atm_host.vision.challenge import Challenge, ChallengeState
-from atm_host.vision.config import VisionConfig
+from atm_host.vision.config import LivenessConfig, VisionConfig
 from atm_host.vision.detector import Detection
 from atm_host.vision.errors import MultipleFacesError, NoFaceError, QualityError, VisionError
 from atm_host.vision.frame import FloatArray, Frame
@@ -32,6 +32,7 @@ from atm_host.vision.liveness import PassiveResult, Verdict
 from atm_host.vision.manifest import ModelEntry, load_manifest
 from atm_host.vision.pipeline import FaceSample
 from atm_host.vision.quality import QualityReport
+from atm_host.vision.session import ChallengeOutcome
 from atm_msg import qrtoken
 from atm_msg.denominate import denominate
 from atm_msg.reasons import Reason
@@ -115,10 +116,13 @@ class FakePipeline:
     """The face pipeline's interface (ports.FacePipe) answering from the scene value of each frame."""
 
     def __init__(self, challenge: str = "pass") -> None:
-        self.config = VisionConfig()
+        # LIVE frames skip the challenge here so each path (passive, challenge) is walked on its own; the
+        # production default (every customer does the challenge) is tested in tests/vision/test_pad*.py.
+        self.config = VisionConfig(liveness=LivenessConfig(passive_skips_challenge=True))
         self.embedder_entry = _embedder_entry(self.config)
         self.challenge = challenge  # pass, fail, or hang (consume frames until the journey stops it)
         self.challenges: list[Challenge] = []
+        self.references: list[int] = []  # how many probe frames each challenge was given as reference
         self.samples = 0
         rng = np.random.default_rng(7)
         emb = rng.standard_normal(128).astype(np.float32)
@@ -151,17 +155,24 @@ class FakePipeline:
             return PassiveResult(0.8, (0.8, 0.8), Verdict.UNCERTAIN)
         return PassiveResult(0.97, (0.97, 0.97), Verdict.LIVE)
 
-    def run_challenge(self, frames: Iterable[Frame], challenge: Challenge) -> ChallengeState:
+    def run_challenge(
+        self,
+        frames: Iterable[Frame],
+        challenge: Challenge,
+        reference: Sequence[FloatArray] = (),
+        box: tuple[float, float, float, float] | None = None,
+    ) -> ChallengeOutcome:
         self.challenges.append(challenge)
+        self.references.append(len(reference))
         it = iter(frames)
         next(it)
-        if self.challenge == "pass":
-            return ChallengeState.PASSED
+        if self.challenge == "pass":  # the challenge's own frames come back as probe frames
+            return ChallengeOutcome(ChallengeState.PASSED, probe=((self._embedding.copy(), 0.9),))
         if self.challenge == "fail":
-            return ChallengeState.FAILED
+            return ChallengeOutcome(ChallengeState.FAILED, "no blink was seen in time")
         for _ in it:  # "hang": the journey's deadline or cancel ends it (raised through the iterator)
             pass
-        return ChallengeState.FAILED
+        return ChallengeOutcome(ChallengeState.FAILED, "not done")
 
 
 # ----- dispenser MCU -------------------------------------------------------------------------------
@@ -223,6 +234,7 @@ class FakeDispenser:
         self.firmware = (1, 0, 0)
         self.boot_count = 1
         self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self.deadlines: list[tuple[str, float | None]] = []  # the timeout the caller passed, per call
         self._bus = EventBus()
         self._hello = self._make_hello()
 
@@ -256,8 +268,9 @@ class FakeDispenser:
             held = sum(self.open_tx.stacked) - self.open_tx.rejected
         return sum(self.counts) + self.retract_bin + self.reject_bin + self.taken + held
 
-    def _enter(self, name: str, *args: object) -> None:
+    def _enter(self, name: str, *args: object, timeout: float | None = None) -> None:
         self.calls.append((name, args))
+        self.deadlines.append((name, timeout))
         if self.link_lost:
             raise PortError("read failed: [Errno 5] Input/output error")
         if name in self.timeouts:
@@ -289,7 +302,7 @@ class FakeDispenser:
 
     def status(self, timeout: float | None = None) -> r.Status:
         with self._lock:
-            self._enter("status")
+            self._enter("status", timeout=timeout)
             flags = m.STATUS_FLAG_PROVISIONED
             if self.nonce is not None:
                 flags |= m.STATUS_FLAG_NONCE
@@ -305,14 +318,14 @@ class FakeDispenser:
 
     def cassette_info(self, timeout: float | None = None) -> r.CassetteInfo:
         with self._lock:
-            self._enter("cassette_info")
+            self._enter("cassette_info", timeout=timeout)
             c = self.counts
             units = tuple(m.UNIT_EMPTY if n == 0 else m.UNIT_OK for n in c)
             return r.CassetteInfo(DENOMS, (c[0], c[1], c[2], c[3]), units, self.reject_bin, self.retract_bin)  # type: ignore[arg-type]
 
     def get_nonce(self, timeout: float | None = None) -> r.Nonce:
         with self._lock:
-            self._enter("get_nonce")
+            self._enter("get_nonce", timeout=timeout)
             if self.state != m.STATE_IDLE:
                 raise _failed("get_nonce", m.SEQUENCE_ERROR)
             self.nonce = os.urandom(m.NONCE_LEN)
@@ -322,7 +335,7 @@ class FakeDispenser:
     def dispense(self, token: bytes, timeout: float | None = None) -> r.DispenseResult:
         with self._lock:
             device_id, nonce, txid, *rest = struct.unpack(m.DISPENSE_TOKEN_FMT, token)
-            self._enter("dispense", txid, nonce)
+            self._enter("dispense", txid, nonce, timeout=timeout)
             notes = (int(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
             if txid in self.journal:
                 raise AssertionError(f"DISPENSE re-sent for {txid.hex()}: a double payment risk")
@@ -353,7 +366,7 @@ class FakeDispenser:
 
     def present(self, txid: bytes, timeout: float | None = None) -> int:
         with self._lock:
-            self._enter("present", txid)
+            self._enter("present", txid, timeout=timeout)
             tx = self.open_tx
             if tx is None or tx.txid != txid:
                 raise _failed("present", m.UNKNOWN_TRANSACTION)
@@ -404,7 +417,7 @@ class FakeDispenser:
 
     def retract(self, txid: bytes, timeout: float | None = None) -> int:
         with self._lock:
-            self._enter("retract", txid)
+            self._enter("retract", txid, timeout=timeout)
             tx = self.open_tx
             if tx is None or tx.txid != txid:
                 raise _failed("retract", m.UNKNOWN_TRANSACTION)
@@ -419,7 +432,7 @@ class FakeDispenser:
 
     def get_report(self, txid: bytes, timeout: float | None = None) -> r.Report:
         with self._lock:
-            self._enter("get_report", txid)
+            self._enter("get_report", txid, timeout=timeout)
             tx = self.journal.get(txid)
             if tx is None:
                 raise _failed("get_report", m.UNKNOWN_TRANSACTION)
@@ -441,7 +454,7 @@ class FakeDispenser:
 
     def reset(self, timeout: float | None = None) -> int:
         with self._lock:
-            self._enter("reset")
+            self._enter("reset", timeout=timeout)
             if self.state not in (m.STATE_FAULT, m.STATE_IDLE, m.STATE_STACKED):
                 raise _failed("reset", m.SEQUENCE_ERROR)
             if self.state == m.STATE_FAULT and self.jam_stuck:
@@ -458,12 +471,12 @@ class FakeDispenser:
 
     def set_config(self, retract_timeout_ms: int, timeout: float | None = None) -> None:
         with self._lock:
-            self._enter("set_config", retract_timeout_ms)
+            self._enter("set_config", retract_timeout_ms, timeout=timeout)
             self.retract_timeout_ms = retract_timeout_ms
 
     def counters(self, timeout: float | None = None) -> dict[str, int]:
         with self._lock:
-            self._enter("counters")
+            self._enter("counters", timeout=timeout)
             return dict.fromkeys(m.COUNTER_NAMES, 0)
 
     def event_queue(self, maxsize: int = 0) -> EventSubscription:

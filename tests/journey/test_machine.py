@@ -18,10 +18,12 @@ from atm_host.journey import messages as msg
 from atm_host.journey.config import JourneyConfig
 from atm_host.journey.machine import Journey, JourneyRecord
 from atm_host.journey.states import Snapshot, State
+from atm_host.link.timeouts import command_timeout
 from atm_host.vision.frame import Frame
 from atm_msg.reasons import Reason
 from atm_msg.schemas import Command
 from atm_wire import messages as m
+from pydantic import ValidationError
 
 from .fakes import (
     ATTACK,
@@ -53,12 +55,8 @@ def config(**timeouts: float) -> JourneyConfig:
         "challenge_s": 5.0,
         "second_check_s": 5.0,
         "amount_s": 5.0,
-        "nonce_s": 1.0,
         "authorize_s": 1.0,
-        "dispense_s": 2.0,
-        "present_s": 1.0,
         "take_margin_s": 0.3,
-        "report_s": 0.5,
         "result_s": 0.5,
         "outcome_s": 0.0,
     }
@@ -474,6 +472,26 @@ def test_present_timeout_without_any_event_is_retracted_by_the_host(make_rig: Ca
     assert rig.disp.count("retract") == 1 and rig.disp.retract_bin == 2
     assert rig.bank.reports_of(rec.txid)[0].retracted == 2
     rig.paid_once()
+
+
+MONEY_COMMANDS = {"get_nonce", "dispense", "present", "retract", "reset", "get_report", "status"}
+
+
+def test_command_deadlines_are_the_link_tables_not_the_journeys(make_rig: Callable[..., Rig]) -> None:
+    """One owner: the journey passes no deadline, so DispenserClient applies atm_host.link.timeouts."""
+    with pytest.raises(ValidationError):
+        JourneyConfig.model_validate({"timeouts": {"dispense_s": 30.0}})  # the old second owner is gone
+    rig = make_rig()
+    rig.disp.customer = "vanish"  # the host retracts
+    assert_outcome(rig, rig.walk(200), "retracted")
+    rig.journey.wait_state({State.IDLE}, WAIT_S)
+    rig.disp.customer, rig.disp.jam_after = "take", 1  # the host resets after the jam
+    assert_outcome(rig, rig.walk(300), "dispenser_fault")
+    used = {name for name, _ in rig.disp.deadlines}
+    assert {"get_nonce", "dispense", "present", "retract", "reset", "get_report"} <= used
+    given = {(name, t) for name, t in rig.disp.deadlines if name in MONEY_COMMANDS and t is not None}
+    assert given == set(), f"the journey set its own command deadlines: {given}"
+    assert command_timeout("reset") > command_timeout("retract") > 20  # what the MCU gets, not 30 s flat
 
 
 def test_unknown_present_status_after_a_power_loss_is_suspect(make_rig: Callable[..., Rig]) -> None:

@@ -4,7 +4,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Timeouts(BaseModel):
-    """How long each state may last (seconds); on expiry the journey ends in a defined state."""
+    """How long each customer-facing state may last (seconds); on expiry the journey ends in a defined state.
+
+    Dispenser command deadlines are not here: atm_host.link.timeouts owns them (the journey asks it).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     idle_check_s: float = Field(
@@ -21,16 +24,12 @@ class Timeouts(BaseModel):
         default=30.0, gt=0, le=300, description="Time to type the account and mobile digits."
     )
     amount_s: float = Field(default=30.0, gt=0, le=300, description="Time to choose the amount.")
-    nonce_s: float = Field(default=3.0, gt=0, le=30, description="MCU GET_NONCE completion.")
     authorize_s: float = Field(
         default=10.0, gt=0, le=60, description="Bank answer; the same request id is re-sent until then."
     )
-    dispense_s: float = Field(default=30.0, gt=0, le=120, description="MCU DISPENSE completion (40 notes).")
-    present_s: float = Field(default=5.0, gt=0, le=60, description="MCU PRESENT completion (shutter open).")
     take_margin_s: float = Field(
         default=10.0, gt=0, le=60, description="Wait for taken/retracted beyond the MCU's retract timeout."
     )
-    report_s: float = Field(default=5.0, gt=0, le=60, description="MCU GET_REPORT completion.")
     result_s: float = Field(
         default=3.0, ge=0, le=60, description="Wait this long for the bank's ledger result to show it."
     )

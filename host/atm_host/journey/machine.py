@@ -28,6 +28,7 @@ from atm_host.banklink.errors import BankLinkError, BankTimeoutError, OfflineChe
 from atm_host.banklink.offline import check_amount, check_token
 from atm_host.link.errors import CommandFailed, CommandRejected, LinkClosed, LinkError, PortError
 from atm_host.link.results import CassetteInfo, Hello, Report
+from atm_host.link.timeouts import command_timeout, dispense_timeout
 from atm_host.vision.challenge import Challenge, ChallengeState, random_challenge
 from atm_host.vision.errors import MultipleFacesError, NoFaceError, QualityError, VisionError
 from atm_host.vision.frame import Frame
@@ -187,6 +188,7 @@ class Journey:
         self._link_lost = False
         self._synced_hello: Hello | None = None  # the hello the MCU was last configured under
         self._versions_sent: tuple[str, int] | None = None
+        self._notes_in_flight = 0  # notes of the dispense in progress (its deadline grows with them)
         bank.on_command = self._on_command
         bank.on_txn_result = self._on_txn_result
         missing = {s.value for s in State} - set(msg.PROMPTS)
@@ -397,11 +399,13 @@ class Journey:
             State.CHALLENGE: t.challenge_s,
             State.SECOND_CHECK: t.second_check_s,
             State.AMOUNT: t.amount_s,
-            State.NONCE: t.nonce_s,
+            State.NONCE: command_timeout("get_nonce"),  # command deadlines: the link's table owns them
             State.AUTHORIZE: t.authorize_s,
-            State.DISPENSE: t.dispense_s,
-            State.PRESENT: self.cfg.retract_timeout_ms / 1000.0 + t.take_margin_s,
-            State.REPORT: t.report_s + t.result_s,
+            State.DISPENSE: dispense_timeout(self._notes_in_flight),
+            State.PRESENT: command_timeout("present")
+            + self.cfg.retract_timeout_ms / 1000.0
+            + t.take_margin_s,
+            State.REPORT: command_timeout("get_report") + t.result_s,
             State.END: t.outcome_s,
         }[state]
 
@@ -623,7 +627,7 @@ class Journey:
         ctx.timings.mark("inputs_done", self.clock())
         self._enter(State.NONCE)
         try:
-            nonce = self.dispenser.get_nonce(timeout=self.cfg.timeouts.nonce_s).nonce
+            nonce = self.dispenser.get_nonce().nonce
         except LinkError as exc:
             self.counters["faults"] += 1
             return "dispenser_fault", f"nonce: {exc}"
@@ -646,6 +650,7 @@ class Journey:
         unsure: list[tuple[np.ndarray, float, float]] = []
         attacks = 0
         first_seen = 0.0
+        box: tuple[float, float, float, float] | None = None
         while True:
             self._check_deadline()
             frame, t = self._read_frame()
@@ -655,14 +660,17 @@ class Journey:
             except NoFaceError:
                 self._guide(["no_face"])
                 good.clear()
+                unsure.clear()  # the probe frames must be one face in view without a break
                 continue
             except MultipleFacesError:
                 self._guide(["many_faces"])
                 good.clear()
+                unsure.clear()
                 continue
             except QualityError as exc:
                 self._guide(exc.reasons)
                 good.clear()
+                unsure.clear()
                 continue
             except VisionError as exc:
                 log.warning("face frame failed: %s", exc)
@@ -678,10 +686,11 @@ class Journey:
                     self._attack_event(ctx, live.p_real)
                     raise Refused("attack", f"presentation attack suspected (p_real {live.p_real:.3f})")
                 continue
-            if live.verdict is Verdict.UNCERTAIN:
-                unsure.append(entry)
+            box = sample.detection.box
+            if live.verdict is Verdict.UNCERTAIN or not self.pipe.config.liveness.passive_skips_challenge:
+                unsure.append(entry)  # passive liveness alone cannot vouch (docs/vision.md, "PAD")
                 if len(unsure) >= self.cfg.face_frames:
-                    return self._challenge(ctx, unsure, first_seen)
+                    return self._challenge(ctx, unsure, first_seen, box)
                 continue
             good.append(entry)
             if len(good) >= self.cfg.face_frames:
@@ -710,7 +719,13 @@ class Journey:
             detail.update(customer=tok.customer_id, account=tok.account_id)
         self.bank.send_event("presentation_attack", "alarm", detail)
 
-    def _challenge(self, ctx: _Ctx, unsure: list[tuple[np.ndarray, float, float]], first: float) -> FaceProbe:
+    def _challenge(
+        self,
+        ctx: _Ctx,
+        unsure: list[tuple[np.ndarray, float, float]],
+        first: float,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> FaceProbe:
         """Passive liveness is unsure: ask for a blink or a head turn (face mesh and eyes across frames)."""
         challenge = random_challenge()
         key = {Challenge.BLINK: "blink", Challenge.TURN_LEFT: "turn_left", Challenge.TURN_RIGHT: "turn_right"}
@@ -722,19 +737,21 @@ class Journey:
                 self._check_deadline()
                 yield self._read_frame()[0]
 
-        try:
-            state = self.pipe.run_challenge(frames(), challenge)
+        try:  # the same face must do the challenge: tracked and re-identified on every frame
+            out = self.pipe.run_challenge(frames(), challenge, [e for e, _, _ in unsure], box)
+            state, why = out.state, out.reason
         except StepTimeout:
-            state = ChallengeState.FAILED
-        if state is not ChallengeState.PASSED:
+            out, state, why = None, ChallengeState.FAILED, "not done in time"
+        if state is not ChallengeState.PASSED or out is None:
             self.counters["attacks"] += 1
             self._attack_event(ctx, min(p for _, p, _ in unsure))
-            raise Refused("attack", "active liveness challenge not passed")
+            raise Refused("attack", f"active liveness challenge not passed: {why}")
         ctx.timings.mark("face_seen", first)
         ctx.timings.mark("face_ok", self.clock())
         # A passed challenge vouches for liveness at the acceptance level (documented in docs/journey.md).
         accept = self.pipe.config.liveness.accept
-        return self._probe(unsure, max(accept, min(p for _, p, _ in unsure)))
+        during = [(e, accept, q) for e, q in out.probe]  # the verified face is the one that did it
+        return self._probe(unsure + during, max(accept, min(p for _, p, _ in unsure)))
 
     # ----- keypad: SECOND_CHECK and AMOUNT ---------------------------------------------------------
     def _next_key(self) -> str:
@@ -844,7 +861,7 @@ class Journey:
             log.warning("authorization %s unanswered: %s", req.request_id, exc)
             self.bank.send_event("auth_timeout", "warning", {"request_id": req.request_id})
             try:  # burn the nonce: a late approval's token can then never be dispensed
-                self.dispenser.get_nonce(timeout=self.cfg.timeouts.nonce_s)
+                self.dispenser.get_nonce()
             except LinkError:
                 pass
             # The bank is told (through the outbox): it closes the request, or parks its hold as suspect.
@@ -869,14 +886,15 @@ class Journey:
         ctx.notes = tuple(resp.notes or ())
         txid = bytes.fromhex(resp.txid)
         self.pending.add(resp.txid)
+        self._notes_in_flight = sum(ctx.notes)
         failure = ""
         self._enter(State.DISPENSE, amount=resp.amount_yuan, notes=sum(ctx.notes), txid=resp.txid)
         with self.dispenser.event_queue() as events:
             try:
-                self.dispenser.dispense(bytes.fromhex(resp.dispense_token), timeout=t.dispense_s)
+                self.dispenser.dispense(bytes.fromhex(resp.dispense_token))  # deadline grows with the notes
                 ctx.timings.mark("stacked", self.clock())
                 self._enter(State.PRESENT)
-                ctx.presented = self.dispenser.present(txid, timeout=t.present_s)
+                ctx.presented = self.dispenser.present(txid)
                 ctx.timings.mark("presented", self.clock())
                 wait = self.cfg.retract_timeout_ms / 1000.0 + t.take_margin_s
                 events.wait_for(["items_taken", "items_retracted"], txid=txid, timeout=wait)
@@ -921,24 +939,23 @@ class Journey:
         is refused BUSY while a DISPENSE is queued or running, and a token for a burnt nonce never
         verifies). None: not readable now (the txid stays pending).
         """
-        t = self.cfg.timeouts
         burnt = False
         for attempt in range(3):
             try:
-                rep = self.dispenser.get_report(txid, timeout=t.report_s)
+                rep = self.dispenser.get_report(txid)  # every deadline here is the link table's
                 if rep.final:
                     return rep
-                st = self.dispenser.status(timeout=t.report_s)
+                st = self.dispenser.status()
                 if st.state == m.STATE_PRESENTED:
                     if not in_journey:
                         return None
-                    self.dispenser.retract(txid, timeout=t.dispense_s)
+                    self.dispenser.retract(txid)
                 elif st.state == m.STATE_STACKED or (st.state == m.STATE_FAULT and in_journey):
-                    self.dispenser.reset(timeout=t.dispense_s)  # stacker and path go to the reject bin
+                    self.dispenser.reset()  # stacker and path go to the reject bin
                 elif not in_journey:
                     return None
                 elif attempt:
-                    self.dispenser.reset(timeout=t.dispense_s)
+                    self.dispenser.reset()
             except (CommandFailed, CommandRejected) as exc:
                 if exc.code != m.UNKNOWN_TRANSACTION:
                     log.warning("report for %s not readable yet: %s", txid.hex(), exc)
@@ -949,7 +966,7 @@ class Journey:
                 if burnt:
                     return NOT_STARTED
                 try:
-                    self.dispenser.get_nonce(timeout=t.nonce_s)  # burn the nonce the token was made for
+                    self.dispenser.get_nonce()  # burn the nonce the token was made for
                     burnt = True
                 except LinkError as burn:
                     log.warning("report for %s unknown; nonce not burnt: %s", txid.hex(), burn)
