@@ -293,17 +293,20 @@ class Dispenser:
             self._emit("tamper", door, tamper)
 
     def reject(self):
-        """Empty the stacker into the reject bin (a dispense the host chose not to present)."""
+        """Empty the stacker into the reject bin (a dispense the host chose not to present).
+
+        The intent is journalled with the transaction before anything moves, so a power cut at any
+        instant of the motion is settled at boot with every stacked note in the bin and the report."""
         tx = self.jr.open_tx
         if self.state not in (m.STATE_STACKED, m.STATE_IDLE):
             return m.SEQUENCE_ERROR, 0
         self.state = m.STATE_BUSY
+        if tx is not None:
+            self.jr.mark(j.REC_REJECT)
         code = self.mech.dump_stacker()
         k = self.mech.notes
         if tx is not None:
-            tx.rejected += k
             self.jr.rejected(k)
-            self.jr.purged(k, 0)
             self._finish(m.PRESENT_NOT_PRESENTED, 0)
         else:
             self.jr.purged(k, 0)
@@ -411,7 +414,21 @@ class Dispenser:
             return moved
         self.c["power_recoveries"] += 1
         flags = m.REPORT_FLAG_RECOVERED
-        if tx.phase in (j.REC_BEGIN, j.REC_PICK, j.REC_PICKED, j.REC_STACKED):
+        if tx.phase == j.REC_REJECT:
+            # Cut while the stacker was being emptied: every stacked note of the transaction is in the
+            # reject bin now, some moved before the cut (not counted yet), the rest just now.
+            new = sum(tx.stacked) + purged
+            jr.purged(new, 0)
+            tx.rejected += new
+            status = m.PRESENT_NOT_PRESENTED
+            tx.presented = 0
+        elif tx.phase == j.REC_REJECTED:
+            # The stacker was emptied and counted; only the outcome record is missing.
+            jr.purged(purged + dumped, 0)
+            tx.rejected += purged + dumped
+            status = m.PRESENT_NOT_PRESENTED
+            tx.presented = 0
+        elif tx.phase in (j.REC_BEGIN, j.REC_PICK, j.REC_PICKED, j.REC_STACKED):
             # Nothing reached the presenter: every note of the transaction ends in the reject bin.
             if tx.phase == j.REC_PICK and tx.last_pick >= 0:
                 # A pick with no outcome record: the notes it moved leave that cassette now.

@@ -37,8 +37,9 @@ REC_RETRACT = 9  # about to retract
 REC_RETRACTED = 10  # data[0] = notes counted into the retract bin
 REC_END = 11  # outcome: flags = report flags, data = present status, presented, retracted, rejected
 REC_PURGED = 12  # notes found in the path after a reset: data = to reject bin, to retract bin, cassette
-REC_REJECTED = 13  # stacker emptied into the reject bin: data[0] = notes
+REC_REJECTED = 13  # the open transaction's stacker emptied into the reject bin: data[0] = notes
 REC_COUNTED = 14  # a cassette counted into the reject bin: data = cassette, notes
+REC_REJECT = 15  # about to empty the open transaction's stacker into the reject bin (REJECT)
 
 DEST_STACKER = 0
 DEST_REJECT = 1
@@ -137,7 +138,7 @@ class Journal:
         self._append(REC_PURGED, d0=to_reject, d1=to_retract, d2=cassette)
 
     def rejected(self, notes):
-        self._append(REC_REJECTED, d0=notes)
+        self._append(REC_REJECTED, self._tx().txid, d0=notes)
 
     def counted(self, cassette, notes):
         self._append(REC_COUNTED, d0=cassette, d1=notes)
@@ -165,8 +166,6 @@ class Journal:
             if d2 < 4:
                 self.counts[d2] = max(0, self.counts[d2] - d0 - d1)
             return
-        if rtype == REC_REJECTED:
-            return  # the notes were already counted out of their cassettes when picked
         if rtype == REC_COUNTED:
             self.counts[d0] = 0
             self.reject_bin += d1
@@ -197,6 +196,10 @@ class Journal:
         elif rtype == REC_RETRACTED:
             tx.retracted += d0
             self.retract_bin += d0
+        elif rtype == REC_REJECTED:
+            # Counted out of their cassettes when picked; now in the reject bin, this transaction's.
+            tx.rejected += d0
+            self.reject_bin += d0
         elif rtype == REC_END:
             tx.present_status = d0
             tx.presented = d1
