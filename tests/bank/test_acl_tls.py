@@ -1,6 +1,8 @@
-"""TLS with client certificates and the repo's ACL on a real broker: ATMs stay under their own id."""
+"""TLS with client certificates and the deployed ACL (dynamic security) on a real broker.
 
-import shutil
+ATMs stay under their own id; nobody but the bank's workers may take a `$share` subscription.
+"""
+
 import threading
 import time
 from collections.abc import Iterator
@@ -10,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from atm_bank.db import SqliteDatabase
 from atm_msg import topics
-from atm_tools.mosquitto import Mosquitto, TlsFiles, find_mosquitto
+from atm_tools.mosquitto import Mosquitto, TlsFiles, dynsec_config, find_mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -24,15 +26,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class TlsEnv:
-    def __init__(self, tmp: Path) -> None:
+    """A TLS broker with the deployed rules (deploy/mosquitto/dynamic-security.json) and ATMs provisioned."""
+
+    def __init__(self, tmp: Path, world: World | None = None) -> None:
         self.ca = Ca(tmp / "pki")
         self.rogue = Ca(tmp / "rogue", cn="Rogue CA")
         cert, key = self.ca.issue("localhost", server=True)
-        acl = tmp / "acl"
-        shutil.copy(REPO / "deploy/mosquitto/acl", acl)
-        self.broker = Mosquitto(tmp / "broker", tls=TlsFiles(self.ca.path, cert, key), acl_file=acl)
+        self.world: World = world or make_world(SqliteDatabase(tmp / "bank.db"), live=True)
+        (tmp / "broker").mkdir(parents=True, exist_ok=True)
+        template = REPO / "deploy/mosquitto/dynamic-security.json"
+        rules = dynsec_config(template, tmp / "broker" / "dynsec.json", [*self.world.atms])
+        self.broker = Mosquitto(tmp / "broker", tls=TlsFiles(self.ca.path, cert, key), dynsec_file=rules)
         self.broker.start()
-        self.world: World = make_world(SqliteDatabase(tmp / "bank.db"), live=True)
         self.tmp = tmp
 
     def client_files(self, cn: str, ca: Ca | None = None) -> dict[str, str]:
@@ -49,7 +54,9 @@ def tls(tmp_path: Path) -> Iterator[TlsEnv]:
     env.broker.stop()
 
 
-def _raw(env: TlsEnv, cn: str, ca: Ca | None = None) -> tuple[mqtt.Client, list[ReasonCode], threading.Event]:
+def raw_client(
+    env: TlsEnv, cn: str, ca: Ca | None = None
+) -> tuple[mqtt.Client, list[ReasonCode], threading.Event]:
     files = env.client_files(cn, ca)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{cn}", protocol=mqtt.MQTTv5)
     client.tls_set(ca_certs=files["ca_file"], certfile=files["cert_file"], keyfile=files["key_file"])  # pyright: ignore[reportUnknownMemberType]
@@ -81,7 +88,7 @@ def test_tls_approve_and_acl_refusals(tls: TlsEnv) -> None:
     wait_for(lambda: worker.counters["abandon_closed"] == 1, what="abandon handled")
 
     # ATM0001 tries to act as ATM0002 and to read ATM0002's answers.
-    client, codes, connected = _raw(tls, A1)
+    client, codes, connected = raw_client(tls, A1)
     client.connect("127.0.0.1", tls.broker.port)
     client.loop_start()
     assert connected.wait(10)
@@ -90,7 +97,9 @@ def test_tls_approve_and_acl_refusals(tls: TlsEnv) -> None:
     client.subscribe(topics.auth_response(A2), qos=1)
     client.subscribe("atm/v1/#", qos=1)
     wait_for(lambda: len(codes) == 2, what="SUBACKs")
-    # mosquitto 2.0 grants the SUBACK and filters every delivery by the ACL: prove nothing arrives.
+    # The per-ATM rules refuse both at SUBACK time (mosquitto's acl_file could not: it granted every
+    # SUBSCRIBE and only filtered deliveries). Nothing arrives either way.
+    assert codes[0].is_failure and codes[1].is_failure, codes
     link2 = start_link(w, tls.broker, A2, tls.tmp, **tls.client_files(A2))
     c2 = list(w.customers.values())[1]
     assert link2.authorize(w.request(A2, c2, 100)).decision == "approve"
@@ -112,7 +121,7 @@ def test_tls_approve_and_acl_refusals(tls: TlsEnv) -> None:
 @pytest.mark.parametrize("how", ["rogue_ca", "no_cert"])
 def test_connection_without_a_valid_client_certificate_is_refused(tls: TlsEnv, how: str) -> None:
     if how == "rogue_ca":
-        client, _, connected = _raw(tls, A1, tls.rogue)
+        client, _, connected = raw_client(tls, A1, tls.rogue)
     else:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="nocert", protocol=mqtt.MQTTv5)
         client.tls_set(ca_certs=str(tls.ca.path))  # pyright: ignore[reportUnknownMemberType]

@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import getpass
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,17 @@ from pathlib import Path
 from types import TracebackType
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
+DYNSEC_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/arm-linux-gnueabihf/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+)
+# The bound on one message (docs/mqtt.md "Message size"): the largest legitimate message is an
+# AuthRequest with a 1,024-float face embedding (about 26 KB of JSON); 64 KiB leaves room, and a
+# publish above it never reaches a subscriber. The packet bound adds room for topic and properties.
+MESSAGE_SIZE_LIMIT = 65536
+MAX_PACKET_SIZE = 69632
 
 
 class BrokerError(Exception):
@@ -37,6 +49,52 @@ def find_mosquitto() -> str | None:
     return next((p for p in MOSQUITTO_CANDIDATES if os.access(p, os.X_OK)), None)
 
 
+def find_dynsec_plugin() -> str | None:
+    """Path of the dynamic-security plugin shipped with Debian's mosquitto package, or None."""
+    return next((p for p in DYNSEC_CANDIDATES if os.access(p, os.R_OK)), None)
+
+
+ATM_SENDS = ("birth", "death", "telemetry", "event", "auth/req", "txn/report", "txn/abandon", "cmd/result")
+ATM_RECEIVES = ("auth/res", "txn/result", "cmd", "config")
+FLEET_CONFIG_TOPIC = "atm/v1/fleet/config"
+
+
+def atm_role(atm_id: str) -> dict[str, object]:
+    """One ATM's own dynamic-security role: literal topics under atm/v1/<id>/ and the fleet config.
+
+    mosquitto 2.0.11's dynamic security has no %u/%c substitution, so every ATM gets its own role;
+    anything not listed is refused (defaultACLAccess is deny for everything but unsubscribe).
+    """
+    root = f"atm/v1/{atm_id}"
+    acls: list[dict[str, object]] = []
+    for leaf in ATM_SENDS:
+        acls.append({"acltype": "publishClientSend", "topic": f"{root}/{leaf}", "priority": 0, "allow": True})
+    for topic in (*(f"{root}/{leaf}" for leaf in ATM_RECEIVES), FLEET_CONFIG_TOPIC):
+        acls.append({"acltype": "publishClientReceive", "topic": topic, "priority": 0, "allow": True})
+        acls.append({"acltype": "subscribeLiteral", "topic": topic, "priority": 0, "allow": True})
+    return {"rolename": f"atm:{atm_id}", "textdescription": f"ATM {atm_id}'s own topics", "acls": acls}
+
+
+def dynsec_config(template: Path, out: Path, atm_ids: list[str]) -> Path:
+    """The deployed dynamic-security rules (template) with these ATM identities provisioned.
+
+    Each ATM becomes a client named by its certificate CN with the common role `atm` (no `$share`)
+    and its own role `atm:<id>`; on a live broker `mosquitto_ctrl dynsec` does the same (docs/mqtt.md).
+    """
+    tree = json.loads(template.read_text())
+    known = {c["username"] for c in tree["clients"]}
+    for atm in atm_ids:
+        if atm in known:
+            continue
+        tree["roles"].append(atm_role(atm))
+        tree["clients"].append(
+            {"username": atm, "roles": [{"rolename": "atm", "priority": 10}, {"rolename": f"atm:{atm}"}]}
+        )
+    out.write_text(json.dumps(tree, indent=2))
+    out.chmod(0o600)
+    return out
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -57,6 +115,7 @@ class Mosquitto:
         tls: TlsFiles | None = None,
         acl_file: Path | None = None,
         password_file: Path | None = None,
+        dynsec_file: Path | None = None,
         extra: list[str] | None = None,
     ) -> None:
         binary = find_mosquitto()
@@ -70,6 +129,7 @@ class Mosquitto:
         self.tls = tls
         self.acl_file = acl_file
         self.password_file = password_file
+        self.dynsec_file = dynsec_file
         self.extra = extra or []
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +155,8 @@ class Mosquitto:
             "max_queued_bytes 0",
             "persistent_client_expiration 1d",
             "set_tcp_nodelay true",
+            f"message_size_limit {MESSAGE_SIZE_LIMIT}",
+            f"max_packet_size {MAX_PACKET_SIZE}",
             f"listener {self.port} 127.0.0.1",
         ]
         if self.tls is not None:
@@ -109,10 +171,16 @@ class Mosquitto:
         if self.password_file is not None:
             lines.append(f"password_file {self.password_file}")
         lines.append(
-            "allow_anonymous " + ("false" if self.tls or self.password_file or self.acl_file else "true")
+            "allow_anonymous "
+            + ("false" if self.tls or self.password_file or self.acl_file or self.dynsec_file else "true")
         )
         if self.acl_file is not None:
             lines.append(f"acl_file {self.acl_file}")
+        if self.dynsec_file is not None:
+            plugin = find_dynsec_plugin()
+            if plugin is None:
+                raise BrokerError("mosquitto_dynamic_security.so not found (Debian package mosquitto)")
+            lines += [f"plugin {plugin}", f"plugin_opt_config_file {self.dynsec_file}"]
         return "\n".join(lines + self.extra) + "\n"
 
     def start(self, timeout_s: float = 10.0) -> None:
