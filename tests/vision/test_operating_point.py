@@ -16,7 +16,7 @@ from atm_host.vision.calibrate import (
 )
 from atm_host.vision.cli import main
 from atm_host.vision.config import VisionConfig
-from atm_host.vision.eval_cmd import dataset_name, fit, operating_point
+from atm_host.vision.eval_cmd import dataset_name, expand_sets, fit, operating_point
 from atm_host.vision.manifest import load_manifest, save_manifest
 from atm_host.vision.metrics import binomial_cdf, clopper_pearson_upper, poisson_upper
 from atm_host.vision.paths import MANIFEST_PATH, shared_dir
@@ -156,3 +156,22 @@ def test_eval_prints_held_out_metrics_and_the_bound(
     assert "95% upper bound" in out and "operating threshold" in out and "TAR@FAR1e-3" in out
     op = load_manifest(MANIFEST_PATH).entry("sface").operating_point
     assert op is not None and repr(op.threshold) in out
+
+
+def test_eval_takes_a_root_of_sets_and_marks_an_outside_set_held_out(
+    models_ready: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faces = shared_dir() / "data" / "faces"
+    root = tmp_path / "other"
+    for src_set, dst_set in (("aligned112", "heldA"), ("unaligned150", "heldB")):
+        for person in sorted(p for p in (faces / src_set).iterdir() if p.is_dir())[:3]:
+            (root / dst_set / person.name).mkdir(parents=True)
+            for img in sorted(person.iterdir())[:6]:
+                (root / dst_set / person.name / img.name).symlink_to(img)
+    assert expand_sets([root]) == [root / "heldA", root / "heldB"]
+    assert expand_sets([root / "heldA"]) == [root / "heldA"]
+    assert main(["eval", str(root), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "Held-out identities (6 people)" in out
+    assert "not among those it was fitted on: a held-out figure" in out
+    assert "gated at" in out

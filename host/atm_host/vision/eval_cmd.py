@@ -6,7 +6,17 @@ import numpy as np
 
 from .calibrate import OperatingChoice, choose_operating_point, cross_validate
 from .config import QualityConfig, VisionConfig
-from .evaluate import HEADER, ImageSet, compute_metrics, embed_folder, format_metrics, pair_scores, plot
+from .errors import VisionError
+from .evaluate import (
+    HEADER,
+    IMAGE_SUFFIXES,
+    ImageSet,
+    compute_metrics,
+    embed_folder,
+    format_metrics,
+    pair_scores,
+    plot,
+)
 from .evaluate import to_embedded as embedded_of
 from .manifest import OperatingPoint, load_manifest, save_manifest
 from .metrics import clopper_pearson_upper
@@ -29,13 +39,29 @@ def dataset_name(sets: list[ImageSet]) -> str:
     return " + ".join(s.name for s in sets) + " (../shared/data/faces dev set)"
 
 
+def expand_sets(folders: list[Path]) -> list[Path]:
+    """Each folder as a set of <person>/<image>; a folder of such sets (like ../shared/data/faces) is
+    replaced by its sets, so `eval FACES_ROOT` and `eval SET...` both work."""
+    out: list[Path] = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise VisionError(f"{folder} is not a folder of <person>/<image>")
+        subs = sorted(p for p in folder.iterdir() if p.is_dir())
+        has_images = any(
+            f.suffix.lower() in IMAGE_SUFFIXES for sub in subs for f in sub.iterdir() if f.is_file()
+        )
+        nested = [p for p in subs if any(q.is_dir() for q in p.iterdir())]
+        out.extend(nested if nested and not has_images else [folder])
+    return out
+
+
 def fit(
     config: VisionConfig, folders: list[Path], progress: bool = False
 ) -> tuple[list[ImageSet], OperatingChoice]:
     """Embed `folders` (cached) and choose the operating point: what `eval --write` stores."""
     cfg = config.model_copy(update={"quality": QualityConfig(check_distance=False)})
     pipe = FacePipeline(cfg)
-    sets = [embed_folder(pipe, f, EMBEDDING_CACHE, progress) for f in folders]
+    sets = [embed_folder(pipe, f, EMBEDDING_CACHE, progress) for f in expand_sets(folders)]
     return sets, choose_operating_point(embedded_of(sets), target_far=TARGET_FAR, gate=True)
 
 
@@ -124,20 +150,25 @@ def run_eval(config: VisionConfig, folders: list[Path], out_dir: Path, write: bo
     entry = manifest.entry(cfg.embedder)
     shipped = entry.operating_point
     if shipped is not None:
-        g_all, i_all = pair_scores(emb)
-        k = int(np.sum(i_all >= shipped.threshold))
-        fitted_here = shipped.dataset == dataset_name(sets)
+        fitted_sets = set(shipped.dataset.split(" (")[0].split(" + "))
+        shared = sorted(fitted_sets & {s.name for s in sets})
         note = (
-            "fitted on these folders: an in-sample figure, see the held-out lines above"
-            if fitted_here
-            else "not fitted on these folders: a held-out figure"
+            f"fitted on {', '.join(shared)}: in-sample, see the held-out lines above"
+            if shared
+            else "these folders' names are not among those it was fitted on: a held-out figure"
         )
-        print(
-            f"shipped threshold {shipped.threshold!r} (manifest) on these folders, all images: "
-            f"FAR {k}/{i_all.size} "
-            f"= {k / max(i_all.size, 1):.2e} (95% upper {clopper_pearson_upper(k, max(i_all.size, 1)):.2e}), "
-            f"TAR {float(np.mean(g_all >= shipped.threshold)) * 100:.2f}% ({note})"
-        )
+        print(f"shipped operating point (manifest), {note}:")
+        tau = shipped.min_embedding_norm
+        views = [("all images", None)] + ([(f"gated at {tau:.3f}", emb.norms >= tau)] if tau else [])
+        for label, use in views:
+            g, i = pair_scores(emb, use)
+            k, n = int(np.sum(i >= shipped.threshold)), max(i.size, 1)
+            print(
+                f"  threshold {shipped.threshold!r}, {label}: FAR {k}/{i.size} = {k / n:.2e} "
+                f"(95% upper {clopper_pearson_upper(k, n):.2e}), "
+                f"TAR {float(np.mean(g >= shipped.threshold)) * 100 if g.size else 0.0:.2f}% "
+                f"of {g.size} pairs"
+            )
     paths = plot(
         "heldout",
         genuine=held.genuine,
