@@ -1,8 +1,12 @@
 """One phone-token text format, generator to journey: issue -> QR on a phone -> decode -> parse."""
 
 import re
+import time
+from pathlib import Path
 
+from atm_bank import phone
 from atm_host.journey.machine import QR_PREFIX
+from atm_host.vision.evaluate import read_image
 from atm_host.vision.qr import decode
 from atm_host.vision.qr_conditions import token_payload
 from atm_host.vision.scene import Optics, PhoneScene, render_phone
@@ -32,3 +36,15 @@ def test_bench_payloads_use_the_same_format() -> None:
         assert TOKEN_TEXT.fullmatch(text) and text.startswith(QR_PREFIX)
         assert len(text) == len(QR_PREFIX) + (n * 8 + 4) // 5
     assert len(token_payload(qrtoken.TOKEN_SIZE, 0)) == 170
+
+
+def test_the_phone_apps_png_reads_back_through_the_journey_path(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    text = phone.issue_token(key, key_id=1, customer_id=9, account_id=4, amount_yuan=300, ttl_s=60)
+    info = phone.render(text, png=tmp_path / "qr.png", terminal=False)
+    assert "alphanumeric" in info  # ATM1: + base32 fits the QR alphanumeric set
+    img = read_image(tmp_path / "qr.png")
+    read = [c.text.strip() for c in decode(img).codes if c.text.strip().startswith(QR_PREFIX)]
+    assert read == [text]
+    tok = qrtoken.verify(read[0], {1: key.public_key()}, time.time(), 30)
+    assert (tok.customer_id, tok.amount_yuan) == (9, 300)
