@@ -4,7 +4,9 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from .workers import run_worker
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run N worker processes and restart any that dies (same client id: its queued messages come back)."""
     load_config(args.config).require_thresholds()  # a bad config or manifest stops here, exit non-zero
+    _preflight(args)  # signing key, database, broker: checked once here, not by a restart loop
     ctx = multiprocessing.get_context("spawn")
     # The children get the options only: the sub-command's function lives in __main__, which a spawned
     # child cannot import by name.
@@ -39,10 +42,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    started = dict.fromkeys(procs, time.monotonic())
+    quick_deaths = 0
     while not stopping:
         for i, p in list(procs.items()):
             if not p.is_alive():
+                quick_deaths = quick_deaths + 1 if time.monotonic() - started[i] < WORKER_MIN_LIFE_S else 0
+                if quick_deaths >= WORKER_MAX_QUICK_DEATHS:  # a crash loop: fail the unit, do not spin
+                    for q in procs.values():
+                        q.terminate()
+                    raise BankError(f"worker {i} keeps exiting at start (code {p.exitcode}): see its log")
                 logging.warning("worker %d exited (%s); restarting", i, p.exitcode)
+                started[i] = time.monotonic()
                 procs[i] = ctx.Process(target=run_worker, args=(i, args), daemon=True)
                 procs[i].start()
         time.sleep(0.2)
@@ -51,6 +62,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for p in procs.values():
         p.join(5)
     return 0
+
+
+class BrokerUnavailableError(BankError):
+    """The broker's port does not answer at start (exit 3: systemd may retry; config errors exit 2)."""
+
+
+WORKER_MIN_LIFE_S = 10.0  # a worker that dies sooner than this after its start is in a crash loop
+WORKER_MAX_QUICK_DEATHS = 3
+BROKER_WAIT_S = 5.0  # how long `serve` waits for the broker's port before it gives up
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """What every worker needs, checked once before any starts: a failure is one error line and exit 2."""
+    signing.load(args.signing_key)
+    open_database(args.db).close()
+    deadline = time.monotonic() + BROKER_WAIT_S
+    while True:
+        try:
+            socket.create_connection((args.host, args.port), timeout=1.0).close()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailableError(
+                    f"no MQTT broker at {args.host}:{args.port} ({exc.strerror or exc}); start mosquitto "
+                    "or pass --host/--port"
+                ) from exc
+            time.sleep(0.25)
+
+
+def _read_password(args: argparse.Namespace) -> None:
+    """The broker password from --password-file or ATM_MQTT_PASSWORD, never needed on the command line."""
+    if getattr(args, "password_file", None):
+        try:
+            args.password = Path(args.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise BankError(f"password file {args.password_file}: {exc.strerror or exc}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line (pydantic's multi-line reports included)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return "; ".join(ln for ln in lines if not ln.startswith("For further information"))
 
 
 def cmd_issue_token(args: argparse.Namespace) -> int:
@@ -124,13 +177,20 @@ def _broker_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=1883)
     s.add_argument("--username")
-    s.add_argument("--password")
+    s.add_argument(
+        "--password",
+        default=os.environ.get("ATM_MQTT_PASSWORD"),
+        help="broker password (default: $ATM_MQTT_PASSWORD; prefer --password-file: argv is visible in ps)",
+    )
+    s.add_argument("--password-file", help="file holding the broker password")
     s.add_argument("--ca", help="CA file: enables TLS")
     s.add_argument("--cert", help="client certificate (CN = identity in the broker ACL)")
     s.add_argument("--key", help="client key")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    load_config(args.config).require_thresholds()
+    _preflight(args)
     run_worker(args.index, args)
     return 0
 
@@ -191,10 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _read_password(args)
         return int(args.fn(args))
     except (BankError, MsgError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 3 if isinstance(exc, BrokerUnavailableError) else 2
 
 
 if __name__ == "__main__":

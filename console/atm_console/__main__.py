@@ -3,12 +3,54 @@
 import argparse
 import getpass
 import logging
+import os
+import ssl
 import sys
 from pathlib import Path
 
 from atm_msg.errors import KeyFileError, MsgError
 
-from .errors import ConfigError, ConsoleError
+from .errors import BrokerUnavailableError, ConfigError, ConsoleError
+
+BROKER_WAIT_S = 5.0  # `serve` gives up (exit 3) when the broker has not answered by then
+PASSWORD_ENV = "ATM_CONSOLE_PASSWORD"  # adduser's password when neither --password-file nor stdin
+MQTT_PASSWORD_ENV = "ATM_MQTT_PASSWORD"
+
+
+def _read_secret(path: Path, what: str) -> str:
+    """The first line of a password file (kept out of argv, which `ps` shows)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{what} file {path}: {exc.strerror or exc}") from exc
+    if not lines or not lines[0]:
+        raise ConfigError(f"{what} file {path} is empty")
+    return lines[0]
+
+
+def _tls(args: argparse.Namespace) -> dict[str, object]:
+    """uvicorn's TLS options from --tls-cert/--tls-key/--client-ca (client certificates required)."""
+    if not args.tls_cert and not args.tls_key and not args.client_ca:
+        return {}
+    if not args.tls_cert or not args.tls_key:
+        raise ConfigError("--tls-cert and --tls-key go together (the console's HTTPS certificate)")
+    for path in (args.tls_cert, args.tls_key, args.client_ca):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TLS file {path} does not exist")
+    try:  # load once here: a wrong key or a bad PEM is one error line, not a uvicorn traceback
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(args.tls_cert), str(args.tls_key))
+        if args.client_ca:
+            ctx.load_verify_locations(str(args.client_ca))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"TLS files: {exc}") from exc
+    opts: dict[str, object] = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)}
+    if args.client_ca:
+        opts["ssl_ca_certs"] = str(args.client_ca)
+        opts["ssl_cert_reqs"] = ssl.CERT_REQUIRED if args.require_client_cert else ssl.CERT_OPTIONAL
+    elif args.require_client_cert:
+        raise ConfigError("--require-client-cert needs --client-ca (the CA that signs operator certificates)")
+    return opts
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,12 +64,17 @@ def _serve(args: argparse.Namespace) -> int:
     from .store import Store
     from .web import create_app
 
+    tls = _tls(args)
     cfg = ConsoleConfig(
         broker=BrokerSettings(
             host=args.broker_host,
             port=args.broker_port,
             username=args.mqtt_username,
-            password=args.mqtt_password,
+            password=None if args.mqtt_password_file else args.mqtt_password,
+            password_file=args.mqtt_password_file,
+            ca_file=args.mqtt_ca,
+            cert_file=args.mqtt_cert,
+            key_file=args.mqtt_key,
             client_id=args.client_id,
         ),
         http_host=args.http_host,
@@ -35,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         db_path=args.db,
         command_key=args.command_key,
         availability_bucket_s=args.bucket_s,
+        cookie_secure=bool(tls),
     )
     try:
         signer = CommandSigner.from_file(cfg.command_key) if cfg.command_key else None
@@ -45,6 +93,13 @@ def _serve(args: argparse.Namespace) -> int:
     link = FleetLink(cfg.broker, console.ingest, on_connection=console.connection)
     console.publish = link.publish_signed
     link.start()
+    if not link.wait_connected(BROKER_WAIT_S):
+        link.stop()
+        store.close()
+        raise BrokerUnavailableError(
+            f"no MQTT broker at {cfg.broker.host}:{cfg.broker.port} after {BROKER_WAIT_S:g} s; start "
+            "mosquitto or pass --broker-host/--broker-port"
+        )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(console),
@@ -52,11 +107,15 @@ def _serve(args: argparse.Namespace) -> int:
             port=cfg.http_port,
             log_level="warning",
             timeout_graceful_shutdown=2,
+            **tls,  # pyright: ignore[reportArgumentType]
         )
     )
     key = "signed commands on" if signer else "no command key: commands disabled"
     broker = f"{cfg.broker.host}:{cfg.broker.port}"
-    print(f"console on http://{cfg.http_host}:{cfg.http_port} (broker {broker}, {key})", flush=True)
+    scheme = "https" if tls else "http"
+    certs = ", client certificates required" if tls.get("ssl_cert_reqs") == ssl.CERT_REQUIRED else ""
+    url = f"{scheme}://{cfg.http_host}:{cfg.http_port}"
+    print(f"console on {url} (broker {broker}, {key}{certs})", flush=True)
     try:
         server.run()
     finally:
@@ -69,7 +128,14 @@ def _adduser(args: argparse.Namespace) -> int:
     from .auth import Auth
     from .store import Store
 
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    if args.password_file:
+        password = _read_secret(args.password_file, "password")
+    elif args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif os.environ.get(PASSWORD_ENV):
+        password = os.environ[PASSWORD_ENV]
+    else:
+        password = getpass.getpass("password: ")
     store = Store(args.db)
     try:
         Auth(store).add_operator(args.username, password)
@@ -111,13 +177,34 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m atm_console", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="./atm console",
+        description=__doc__,
+        epilog=f"adduser reads the password from --password-file, --password-stdin, ${PASSWORD_ENV} "
+        "or a prompt.",
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("serve", help="run the web console")
     p.add_argument("--broker-host", default="127.0.0.1")
     p.add_argument("--broker-port", type=int, default=1883)
     p.add_argument("--mqtt-username", default=None)
-    p.add_argument("--mqtt-password", default=None)
+    p.add_argument(
+        "--mqtt-password",
+        default=os.environ.get(MQTT_PASSWORD_ENV),
+        help=f"broker password (default ${MQTT_PASSWORD_ENV}; prefer --mqtt-password-file: argv shows in ps)",
+    )
+    p.add_argument("--mqtt-password-file", type=Path, default=None, help="file whose first line is it")
+    p.add_argument("--mqtt-ca", default=None, help="CA of the broker's certificate: MQTT over TLS")
+    p.add_argument("--mqtt-cert", default=None, help="the console's client certificate (CN=console)")
+    p.add_argument("--mqtt-key", default=None, help="its private key")
+    p.add_argument("--tls-cert", type=Path, default=None, help="HTTPS: the console's server certificate")
+    p.add_argument("--tls-key", type=Path, default=None, help="HTTPS: its private key")
+    p.add_argument("--client-ca", type=Path, default=None, help="CA of operators' client certificates")
+    p.add_argument(
+        "--require-client-cert",
+        action="store_true",
+        help="refuse browsers without a certificate from --client-ca (docs/deployment.md)",
+    )
     p.add_argument("--client-id", default="atm-console")
     p.add_argument("--http-host", default="127.0.0.1")
     p.add_argument("--http-port", type=int, default=8080)
@@ -134,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", type=Path, default=Path("var/console.db"))
     p.add_argument("--username", required=True)
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--password-file", type=Path, default=None, help="read it from the file's first line")
     p.set_defaults(fn=_adduser)
     p = sub.add_parser("keygen", help="create the Ed25519 command-signing key")
     p.add_argument("--key", type=Path, required=True)
@@ -147,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except (ConsoleError, MsgError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(exc, BrokerUnavailableError) else 2
 
 
 if __name__ == "__main__":

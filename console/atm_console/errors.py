@@ -19,3 +19,15 @@ class CommandError(ConsoleError):
 
 class AuditError(ConsoleError):
     """The audit trail is unreadable or its hash chain is broken."""
+
+
+class StoreError(ConsoleError):
+    """The console database cannot be opened or is not a console database (corrupt, wrong file)."""
+
+
+class BrokerUnavailableError(ConsoleError):
+    """No MQTT broker answered at start (exit 3; configuration errors exit 2)."""
+
+
+class SessionExpiredError(AuthError):
+    """The operator's session ended (idle too long or signed out): the browser must sign in again."""

@@ -182,7 +182,7 @@ def run_checks(args: argparse.Namespace) -> list[Check]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m atm_host.doctor", description=__doc__)
+    parser = argparse.ArgumentParser(prog="./atm doctor", description=__doc__)
     parser.add_argument("--camera", default="picamera2", help="picamera2, cv2:0, folder:PATH or none")
     parser.add_argument("--port", default="/dev/ttyAMA0", help="dispenser serial port or socket://host:port")
     parser.add_argument("--broker-host", default="127.0.0.1")

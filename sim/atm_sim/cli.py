@@ -37,8 +37,20 @@ def _ctl(args: argparse.Namespace) -> int:
     extra: dict[str, object] = {}
     for item in args.args:
         key, _, value = item.partition("=")
-        extra[key] = json.loads(value)
-    reply = control(args.port, args.op, **extra)
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            print(f"error: {item!r}: expected KEY=JSON, e.g. notes=2 or on=true", file=sys.stderr)
+            return 2
+    try:
+        reply = control(args.port, args.op, **extra)
+    except OSError as exc:
+        print(
+            f"error: no simulated board on control port {args.port} ({exc.strerror or exc}); "
+            "`./atm sim` prints the port of a running one",
+            file=sys.stderr,
+        )
+        return 2
     print(json.dumps(reply, indent=2))
     return 0 if reply.get("ok") else 1
 

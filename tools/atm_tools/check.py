@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -23,8 +24,20 @@ def _step(title: str, args: list[str], cwd: Path = REPO) -> None:
     print(f"=== ok: {title} ({took:.1f} s)", flush=True)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """`./atm test --help`: what runs, and that other arguments go to pytest."""
+    return argparse.ArgumentParser(
+        prog="./atm test",
+        description="Every check, in order, stopping at the first failure: ruff lint, ruff format "
+        "--check, pyright strict (host, bank, console, sim, tools), pyright of the firmware against the "
+        "RP2040 stubs, mpy-cross of the firmware image, the models step (sha256), then pytest.",
+        epilog="Any other argument goes to pytest, e.g. `./atm test tests/console -x` or "
+        "`./atm test -k dispense`. ATM_SKIP_MODELS=1 skips the models step.",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    extra = list(sys.argv[1:] if argv is None else argv)
+    _, extra = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
     py = str(BIN / "python")
     _step("ruff lint", [str(BIN / "ruff"), "check", "."])
     _step("ruff format", [str(BIN / "ruff"), "format", "--check", "."])

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +38,7 @@ from atm_host.banklink.settings import LinkSettings
 from atm_host.journey.cameras import LiveCustomer, ScriptedCamera, challenge_on_screen, sitter_from_photo
 from atm_host.journey.config import JourneyConfig
 from atm_host.journey.machine import TEMPLATE_VERSION, Journey, JourneyRecord
+from atm_host.journey.messages import outcome as outcome_text
 from atm_host.journey.states import Snapshot, State
 from atm_host.link import DispenserClient
 from atm_host.link.reconnect import ReconnectingDispenser, serial_factory
@@ -43,11 +47,14 @@ from atm_host.vision.challenge import Challenge
 from atm_host.vision.config import VisionConfig
 from atm_host.vision.errors import VisionError
 from atm_host.vision.frame import Frame
+from atm_host.vision.manifest import load_manifest, read_verified
 from atm_host.vision.paths import shared_dir
 from atm_host.vision.pipeline import FacePipeline, FaceSample
+from atm_host.vision.runtime import entry_path
 from atm_host.vision.scene import Optics, Sitter, render_person
 from atm_host.vision.template import make_template
 from atm_msg.cmdsign import public_hex
+from atm_msg.errors import MsgError
 from atm_msg.schemas import Cassette
 from atm_sim.board import SimBoard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -63,6 +70,110 @@ PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 # A customer refused after a challenge tries once more, as a real one would. The scripted customer's blinks
 # and turns are all seen (docs/vision.md), so a second attempt in the summary is a regression to look at.
 MAX_ATTEMPTS = 2
+LOCK_NAME = ".demo.lock"  # flock-ed while a demo runs in the workdir: two demos never share one
+PASSWORD_ENV = "ATM_CONSOLE_PASSWORD"  # the console operator's password, else --password-file, else random
+
+# What a bank decline reason means, for the person watching the demo (the customer sees less).
+REASON_WORDS: dict[str, str] = {
+    "SECOND_CHECK_FAILED": "wrong account/mobile digits: the bank counts a failed attempt",
+    "TOO_FREQUENT": "refused unseen: inside the bank's minimum interval between one customer's attempts",
+    "ATTEMPTS_EXCEEDED": "the customer's daily attempt limit is used up",
+    "LOCKED_OUT": "locked out after repeated failures (the lockout grows with each one)",
+    "LIMIT_DAILY": "above the customer's daily limit",
+    "LIMIT_PER_WITHDRAWAL": "above the per-withdrawal limit",
+    "LIMIT_ACCOUNT_TOTAL": "above the account's cardless total",
+    "LIVENESS_FAILED": "the face was not a live person",
+    "FACE_MISMATCH": "the face does not match the enrolled one",
+}
+
+
+class DemoError(Exception):
+    """An expected failure of the demo (busy or used workdir, missing photos): one error line, exit 2."""
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Generator[None]:
+    """Send this process's fd 2 to `path` for a while (the TFLite runtime's C++ INFO lines go there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("ab") as out:
+        os.dup2(out.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class Workdir:
+    """The demo's folder, locked while the demo runs and removed afterwards unless kept."""
+
+    def __init__(self, path: Path | None, keep: bool) -> None:
+        self.made = path is None or not path.exists()
+        if path is None:
+            path = Path(tempfile.mkdtemp(prefix="atm-demo-"))
+        self.path = path
+        self.keep = keep
+        self._lock: int | None = None
+
+    def __enter__(self) -> Path:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise DemoError(f"workdir {self.path}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            self.made = False  # someone else's: never remove it
+            raise DemoError(f"workdir {self.path} is in use by another running demo") from None
+        self._lock = fd
+        if any(p.name != LOCK_NAME for p in self.path.iterdir()):
+            self._unlock()
+            self.made = False
+            raise DemoError(
+                f"workdir {self.path} holds a previous demo's state (bank, board flash, keys): "
+                "give an empty or new folder, or delete it"
+            )
+        return self.path
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.keep:
+            self._unlock()
+            return
+        if self.made:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:  # the folder was given empty: leave it empty
+            for p in self.path.iterdir():
+                if p.name != LOCK_NAME:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+        self._unlock()
+
+
+def check_models(cfg: VisionConfig) -> None:
+    """Every model of the manifest is present with its sha256 (ModelMissingError / ModelIntegrityError)."""
+    for entry in load_manifest(cfg.manifest).models.values():
+        read_verified(entry_path(entry, cfg.model_dir, cfg.liveness.model_dir), entry.sha256)
+
+
+def notes_text(counts: list[int] | tuple[int, ...]) -> str:
+    """Note counts per cassette in words: '5 x 100 yuan, 0 x 50 yuan, ...'."""
+    return ", ".join(f"{n} x {d}" for d, n in zip(DENOMS, counts, strict=False)) + " yuan"
+
+
+def outcome_words(outcome: str, reason: str) -> str:
+    """A journey outcome and its reason as a sentence."""
+    text = outcome_text(outcome).en
+    why = REASON_WORDS.get(reason, "")
+    return f"{text} ({reason}: {why})" if why else (f"{text} ({reason})" if reason else text)
 
 
 @dataclass
@@ -173,6 +284,7 @@ class StackOptions:
     screen: bool = False
     screen_port: int = 0
     console: bool = False
+    console_password: str = ""  # the operator's password; random when empty
     threads: int = 2
     faces: Path | None = None  # <person>/<photo> folders to choose the demo customer from (shared dev set)
 
@@ -216,7 +328,10 @@ class LocalStack:
         self.broker.start()
         self._lap("broker", t)
         t = time.perf_counter()
-        self.pipeline = FacePipeline(VisionConfig(threads=self.opt.threads))
+        vision = VisionConfig(threads=self.opt.threads)
+        check_models(vision)  # every model, the lazily loaded liveness ones too: fail before anything runs
+        with stderr_to(self.dir / "vision.log"):  # TFLite's "INFO: Created ... delegate" line
+            self.pipeline = FacePipeline(vision)
         self._lap("vision models", t)
         t = time.perf_counter()
         self.board = SimBoard(workdir=self.dir / "board", pluggable=True)  # board.unplug() / replug()
@@ -419,7 +534,7 @@ class LocalStack:
                 str(self.dir / "console-cmd.pem"),
             ],
         )
-        self.console_password = secrets.token_urlsafe(9)
+        self.console_password = self.opt.console_password or secrets.token_urlsafe(9)
         subprocess.run(
             [sys.executable, "-m", "atm_console", "adduser", "--db", str(self.dir / "console.db"),
              "--username", "operator", "--password-stdin"],
@@ -597,10 +712,12 @@ def _fmt_ms(v: float | None) -> str:
 
 def _summary(stack: LocalStack, rec: JourneyRecord, title: str, face: str = "") -> list[str]:
     t = rec.timings
+    notes = notes_text(list(rec.notes)) if rec.notes else "none"
     lines = [
         f"== {title} ==",
-        f"outcome: {rec.outcome} ({rec.reason or 'ok'}); amount {rec.amount} yuan; notes per cassette "
-        f"{list(rec.notes) or '-'}; presented {rec.presented}, retracted {rec.retracted}",
+        f"outcome: {outcome_words(rec.outcome, rec.reason)}",
+        f"amount {rec.amount} yuan; notes picked {notes}; presented {rec.presented}, "
+        f"retracted {rec.retracted}",
     ]
     if face:
         lines.append(f"face: {face}")
@@ -630,7 +747,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-breach", action="store_true", help="ask for more than the daily limit")
     parser.add_argument("--abuse-burst", action="store_true", help="a script hammering one customer's tokens")
     parser.add_argument("--stay", action="store_true", help="keep running after the walk-through (Ctrl-C)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where logs and databases go")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where logs and databases go (new or empty)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the workdir (logs, databases) afterwards")
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        default=None,
+        help=f"the console operator's password (first line); else ${PASSWORD_ENV}, else a random one",
+    )
     parser.add_argument(
         "--faces",
         type=Path,
@@ -638,29 +764,51 @@ def main(argv: list[str] | None = None) -> int:
         help="<person>/<photo> folders to pick the customer from (dev set)",
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    workdir = args.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / f"atm-demo-{os.getpid()}"
-    retract_ms = 5000 if args.retract else 30000
-    opts = StackOptions(
-        journey=JourneyConfig.model_validate(
-            {"retract_timeout_ms": retract_ms, "timeouts": {"outcome_s": 1.0}}
-        ),
-        screen=True,
-        console=True,
-        faces=args.faces,
-    )
     stop = threading.Event()
 
     def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # the with-block below stops everything on the way out
+        raise KeyboardInterrupt  # the with-blocks below stop everything on the way out
 
     signal.signal(signal.SIGTERM, on_term)
-    print(f"starting the local ATM in {workdir} ...", flush=True)
     try:
-        with LocalStack(workdir, opts) as stack:
-            return _walk(stack, args, stop)
+        password = _console_password(args.password_file)
+        with Workdir(args.workdir, args.keep) as workdir:
+            retract_ms = 5000 if args.retract else 30000
+            opts = StackOptions(
+                journey=JourneyConfig.model_validate(
+                    {"retract_timeout_ms": retract_ms, "timeouts": {"outcome_s": 1.0}}
+                ),
+                screen=True,
+                console=True,
+                console_password=password,
+                faces=args.faces,
+            )
+            kept = " (kept afterwards: --keep)" if args.keep else " (removed afterwards; --keep keeps it)"
+            print(f"starting the local ATM in {workdir}{kept} ...", flush=True)
+            with LocalStack(workdir, opts) as stack:
+                return _walk(stack, args, stop)
     except KeyboardInterrupt:
         print("\ninterrupted: everything the demo started is stopped")
         return 130
+    except VisionError as exc:
+        print(f"error: {exc} (./atm models fetches and checks the models)", file=sys.stderr)
+        return 2
+    except (DemoError, MsgError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _console_password(path: Path | None) -> str:
+    """The console operator's password from --password-file or the environment ('' = make one)."""
+    if path is None:
+        return os.environ.get(PASSWORD_ENV, "")
+    try:
+        first = (path.read_text(encoding="utf-8").splitlines() or [""])[0]
+    except OSError as exc:
+        raise DemoError(f"password file {path}: {exc.strerror or exc}") from exc
+    if not first:
+        raise DemoError(f"password file {path} is empty")
+    return first
 
 
 def _walk(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) -> int:
@@ -669,12 +817,13 @@ def _walk(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) ->
     print(f"up: {up}")
     print(f"  broker    mqtt://127.0.0.1:{stack.broker.port if stack.broker else 0}")
     print(f"  board     real firmware in MicroPython, UART {stack.board.port}")
-    print(f"            cassettes {list(DENOMS)} yuan: {stack.board.mech.cassettes} notes")
+    print(f"            cassettes loaded: {notes_text(stack.board.mech.cassettes)}")
     if stack.screen is not None:
         print(f"  screen    {stack.screen.url}  (open it in a browser)")
     print(f"  console   {stack.console_url or 'not available'}")
     if stack.console_password:
-        print(f"            sign in as operator / {stack.console_password} (signed remote commands enabled)")
+        shown = "(your password)" if stack.opt.console_password else stack.console_password
+        print(f"            sign in as operator / {shown} (signed remote commands enabled)")
     c = stack.customers[0]
     before = list(stack.board.mech.cassettes)
     if stack.pick is not None:
@@ -685,8 +834,9 @@ def _walk(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) ->
             f"who does the active challenge if the ATM asks"
         )
     print(
-        f"customer {c.customer_id}: phone shows a QR token; face at 50 cm; digits {c.account_digits}/"
-        f"{c.mobile_digits}; 500 yuan"
+        f"customer {c.customer_id}: shows the QR token on the phone, faces the camera at 50 cm, types the "
+        f"last 4 digits of the account number ({c.account_digits}) and of the mobile number "
+        f"({c.mobile_digits}) as the second check, and asks for 500 yuan"
     )
     rec = stack.withdraw(c, 500, take=not args.retract)
     paths = [stack.face_paths[-1]]
@@ -699,8 +849,8 @@ def _walk(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) ->
     lines = _summary(stack, rec, "withdrawal" + (" (not taken: retracted)" if args.retract else ""), face)
     snap = stack.board.mech.snapshot()
     lines.append(
-        f"board: cassettes {before} -> {snap['cassettes']}; customer holds {snap['taken']} notes; "
-        f"retract bin {snap['retract_bin']}"
+        f"board: cassettes {notes_text(before)} before, {notes_text(list(snap['cassettes']))} after; "
+        f"the customer holds {snap['taken']} notes; retract bin {snap['retract_bin']}"
     )
     ok = rec.outcome == ("retracted" if args.retract else "paid")
     if args.attack:
@@ -732,11 +882,22 @@ def _walk(stack: LocalStack, args: argparse.Namespace, stop: threading.Event) ->
 def _abuse(stack: LocalStack) -> list[str]:
     """A script replaying fresh tokens of one customer as fast as it can (the 1-won lesson)."""
     c = stack.customers[3]
-    outcomes: list[str] = []
-    for _ in range(6):
+    lines = [
+        "== abuse burst: a script tries 6 fresh tokens of one customer at once, all with wrong account "
+        "digits (0000) ==",
+    ]
+    reasons: list[str] = []
+    for i in range(6):
         rec = stack.withdraw(c, 100, account_digits="0000")
-        outcomes.append(f"{rec.outcome}/{rec.reason}")
-    return ["== abuse burst: 6 attempts with wrong digits, one customer ==", *[f"   {o}" for o in outcomes]]
+        reasons.append(rec.reason)
+        lines.append(f"   attempt {i + 1}: {outcome_words(rec.outcome, rec.reason)}")
+    failed = reasons.count("SECOND_CHECK_FAILED")
+    refused = len(reasons) - failed
+    lines.append(
+        f"   so: {failed} attempt(s) reached the identity check and failed it; {refused} were refused by the "
+        "bank's abuse rules before any check; no cash moved"
+    )
+    return lines
 
 
 if __name__ == "__main__":

@@ -117,3 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     except VisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an image, template or output file the user named
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 2

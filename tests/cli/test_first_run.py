@@ -1,0 +1,224 @@
+"""A new user's first commands: `./atm` usage and exit codes, and one clean error line per expected failure.
+
+Every test runs the real command as a subprocess (the `atm` script, or the module it execs) and checks
+the exit code and that stderr is exactly one `error:` line, with no traceback.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from atm_host.vision.paths import shared_dir
+
+REPO = Path(__file__).resolve().parents[2]
+ATM = str(REPO / "atm")
+COMMANDS = ("demo", "test", "bench", "cli", "sim", "bank", "console", "vision", "models", "doctor", "flash")
+COMMANDS_ALL = (*COMMANDS, "setup")
+
+
+def run(
+    args: list[str], timeout_s: float = 120.0, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False, env=env, input=input
+    )
+
+
+def py(
+    *args: str, timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, *args], timeout_s=timeout_s, env=env)
+
+
+def one_error_line(res: subprocess.CompletedProcess[str]) -> str:
+    """The single `error:` line on stderr (fails on a traceback or on more lines)."""
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in res.stderr, res.stderr
+    assert len(lines) == 1, res.stderr
+    assert "error" in lines[0], lines[0]
+    return lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ----- ./atm --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [[], ["help"], ["--help"], ["-h"]])
+def test_usage_lists_every_command(argv: list[str]) -> None:
+    res = run([ATM, *argv])
+    assert res.returncode == 0, res.stderr
+    assert "set -euo" not in res.stdout and "pipefail" not in res.stdout
+    listed = {ln.split()[0] for ln in res.stdout.splitlines() if ln.startswith("  ") and ln.split()}
+    assert set(COMMANDS_ALL) <= listed, listed
+
+
+def test_unknown_command_is_an_error() -> None:
+    res = run([ATM, "frobnicate"])
+    assert res.returncode == 2
+    assert "frobnicate" in one_error_line(res)
+    assert res.stdout == ""
+
+
+def test_atm_test_help_does_not_start_the_suite() -> None:
+    res = run([ATM, "test", "--help"])
+    assert res.returncode == 0, res.stderr
+    assert "usage: ./atm test" in res.stdout
+    assert "===" not in res.stdout  # no step ran
+
+
+def test_atm_doctor_runs_the_doctor() -> None:
+    res = run([ATM, "doctor", "--help"])
+    assert res.returncode == 0, res.stderr
+    assert "usage: ./atm doctor" in res.stdout and "--broker-host" in res.stdout
+
+
+def test_setup_installs_the_stubs_once_and_runs_the_models_step() -> None:
+    script = (REPO / "atm").read_text()
+    # One pip install into the stubs target (two installs printed ~60 "target directory already exists")
+    assert script.count('--target "$STUBS/rp2"') == 1
+    stamp = REPO / ".venv" / ".atm-models-stamp"
+    stamp.unlink(missing_ok=True)  # as on a fresh clone: the models step must run
+    res = run([ATM, "setup"], timeout_s=600)
+    assert res.returncode == 0, res.stderr
+    assert "models step" in res.stderr
+    assert "already exists" not in res.stderr + res.stdout
+    assert stamp.is_file()
+    again = run([ATM, "setup"])
+    assert again.returncode == 0 and "models step" not in again.stderr
+
+
+# ----- one error line per expected failure ----------------------------------------------------------
+
+
+def test_sim_ctl_without_a_board() -> None:
+    res = run([ATM, "sim", "ctl", "--port", str(free_port()), "state"])
+    assert res.returncode == 2
+    assert "no simulated board" in one_error_line(res)
+
+
+def test_console_with_a_corrupt_database(tmp_path: Path) -> None:
+    db = tmp_path / "console.db"
+    db.write_bytes(os.urandom(8192))
+    for args in (
+        ["verify-audit", "--db", str(db)],
+        ["adduser", "--db", str(db), "--username", "op", "--password-stdin"],
+    ):
+        res = run([sys.executable, "-m", "atm_console", *args], input="pw-123456789\n")
+        assert res.returncode == 2
+        assert "is unusable" in one_error_line(res)
+
+
+def test_console_serve_without_a_broker(tmp_path: Path) -> None:
+    res = py("-m", "atm_console", "serve", "--db", str(tmp_path / "c.db"), "--broker-port", str(free_port()),
+             "--http-port", "0")  # fmt: skip
+    assert res.returncode == 3
+    assert "no MQTT broker" in one_error_line(res)
+
+
+def _bank_key(tmp_path: Path) -> Path:
+    key = tmp_path / "signing.pem"
+    assert py("-m", "atm_bank", "--signing-key", str(key), "gen-signing-key").returncode == 0
+    return key
+
+
+def _bank_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "bank.json"
+    cfg.write_text(f'{{"manifest_path": "{REPO / "models" / "manifest.json"}"}}')
+    return cfg
+
+
+def bank(tmp_path: Path, config: Path, key: Path, cmd: str) -> subprocess.CompletedProcess[str]:
+    """`atm_bank serve|worker` against a port where no broker listens."""
+    db = f"sqlite:///{tmp_path / 'b.db'}"
+    args = ["--db", db, "--config", str(config), "--signing-key", str(key), cmd, "--port", str(free_port())]
+    return py("-m", "atm_bank", *args, timeout_s=60)
+
+
+@pytest.mark.parametrize("cmd", ["serve", "worker"])
+def test_bank_with_a_bad_config_exits_once(tmp_path: Path, cmd: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"no_such_option": 1}')
+    res = bank(tmp_path, bad, _bank_key(tmp_path), cmd)
+    assert res.returncode == 2
+    assert "invalid" in one_error_line(res)
+
+
+@pytest.mark.parametrize("cmd", ["serve", "worker"])
+def test_bank_without_its_signing_key(tmp_path: Path, cmd: str) -> None:
+    res = bank(tmp_path, _bank_config(tmp_path), tmp_path / "missing.pem", cmd)
+    assert res.returncode == 2
+    assert "signing key" in one_error_line(res)
+
+
+def test_bank_serve_without_a_broker(tmp_path: Path) -> None:
+    res = bank(tmp_path, _bank_config(tmp_path), _bank_key(tmp_path), "serve")
+    assert res.returncode == 3
+    assert "no MQTT broker" in one_error_line(res)
+
+
+def _shared_copy(tmp_path: Path, tamper: bool) -> Path:
+    """A shared folder whose liveness models are missing, or present with one byte changed."""
+    root = tmp_path / "shared"
+    (root / "models" / "minifasnet").mkdir(parents=True)
+    if tamper:
+        for f in (shared_dir() / "models" / "minifasnet").glob("*.tflite"):
+            data = bytearray(f.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            (root / "models" / "minifasnet" / f.name).write_bytes(bytes(data))
+    return root
+
+
+@pytest.mark.parametrize("tamper", [False, True], ids=["missing", "tampered"])
+def test_demo_and_vision_with_a_bad_model(tmp_path: Path, tamper: bool) -> None:
+    env = dict(os.environ, ATM_SHARED=str(_shared_copy(tmp_path, tamper)))
+    faces = str(shared_dir() / "data" / "faces" / "unaligned150")
+    want = "sha256" if tamper else "missing"
+    res = py(
+        "-m", "atm_tools.demo", "--workdir", str(tmp_path / "w"), "--faces", faces, env=env, timeout_s=180
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert want in one_error_line(res).lower()
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())  # cleaned up
+    res = run([ATM, "models"], env=env)
+    assert res.returncode == 2
+    assert ("sha256" if tamper else "is missing") in one_error_line(res)
+
+
+def test_demo_refuses_a_used_workdir(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    (work / "board").mkdir(parents=True)
+    res = py("-m", "atm_tools.demo", "--workdir", str(work))
+    assert res.returncode == 2
+    assert "previous demo" in one_error_line(res)
+    assert (work / "board").is_dir()  # never removes what it did not make
+
+
+def test_two_demos_cannot_share_a_workdir(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    fd = os.open(work / ".demo.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running demo holds
+        res = py("-m", "atm_tools.demo", "--workdir", str(work))
+    finally:
+        os.close(fd)
+    assert res.returncode == 2
+    assert "in use by another running demo" in one_error_line(res)
+    assert work.is_dir()
+
+
+def test_demo_password_file_must_be_readable(tmp_path: Path) -> None:
+    res = py("-m", "atm_tools.demo", "--password-file", str(tmp_path / "nope"))
+    assert res.returncode == 2
+    assert "password file" in one_error_line(res)
