@@ -11,11 +11,13 @@ from atm_host.vision.calibrate import (
     choose_operating_point,
     cross_validate,
     folds,
+    fuse,
     impostor_scores,
     threshold_above,
 )
 from atm_host.vision.cli import main
 from atm_host.vision.config import VisionConfig
+from atm_host.vision.errors import VisionError
 from atm_host.vision.eval_cmd import dataset_name, expand_sets, fit, operating_point
 from atm_host.vision.manifest import load_manifest, save_manifest
 from atm_host.vision.metrics import binomial_cdf, clopper_pearson_upper, poisson_upper
@@ -175,3 +177,25 @@ def test_eval_takes_a_root_of_sets_and_marks_an_outside_set_held_out(
     assert "Held-out identities (6 people)" in out
     assert "not among those it was fitted on: a held-out figure" in out
     assert "gated at" in out
+
+
+def test_score_fusion_is_the_cosine_of_the_weighted_concatenation() -> None:
+    a, b = _synthetic(seed=1), _synthetic(seed=2)
+    b = Embedded(
+        b.vectors[:, :20] / np.linalg.norm(b.vectors[:, :20], axis=1, keepdims=True),
+        b.norms,
+        a.labels,
+        a.names,
+        a.groups,
+    )  # another model: another dimension
+    for w in (0.0, 0.3, 0.7, 1.0):
+        f = fuse(a, b, w)
+        assert f.vectors.shape == (a.labels.size, 52)
+        assert np.allclose(np.linalg.norm(f.vectors, axis=1), 1.0)
+        want = w * (a.vectors @ a.vectors.T) + (1.0 - w) * (b.vectors @ b.vectors.T)
+        assert np.allclose(f.vectors @ f.vectors.T, want, atol=1e-12)
+    other = Embedded(b.vectors, b.norms, np.roll(a.labels, 1), a.names, a.groups)
+    with pytest.raises(VisionError):
+        fuse(a, other, 0.5)
+    with pytest.raises(VisionError):
+        fuse(a, b, 1.5)

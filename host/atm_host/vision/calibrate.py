@@ -233,3 +233,18 @@ def choose_operating_point(
         table=table,
         held_out=held,
     )
+
+
+def fuse(a: Embedded, b: Embedded, weight_a: float) -> Embedded:
+    """Score-level fusion of two embedders as one embedding: [sqrt(w) a, sqrt(1 - w) b].
+
+    For unit a and b the result is a unit vector and the cosine of two of them is exactly
+    w * cos_a + (1 - w) * cos_b, so the bank's plain cosine compares fused probes and templates. The
+    gate keeps `a`'s norms.
+    """
+    if not 0.0 <= weight_a <= 1.0:
+        raise VisionError(f"fusion weight {weight_a} outside 0..1")
+    if a.names != b.names or not np.array_equal(a.labels, b.labels):
+        raise VisionError("the two embedders saw different images: cannot fuse")
+    vecs = np.hstack([np.sqrt(weight_a) * a.vectors, np.sqrt(1.0 - weight_a) * b.vectors])
+    return Embedded(vecs, a.norms, a.labels, a.names, a.groups)
