@@ -130,6 +130,7 @@ def run_eval(config: VisionConfig, folders: list[Path], out_dir: Path, write: bo
             f"{r.far_upper95:9.2e} {r.tar * 100:6.2f}%{mark}"
         )
     row = choice.row
+    people_bound = clopper_pearson_upper(row.crossing_identity_pairs, max(held.identity_pairs(), 1))
     verdict = (
         f"FAR <= {TARGET_FAR:g} at 95% confidence is supported by these pairs"
         if choice.supported
@@ -144,7 +145,9 @@ def run_eval(config: VisionConfig, folders: list[Path], out_dir: Path, write: bo
         f"{row.false_accepts / max(row.impostor_pairs, 1):.2e} (95% upper bound {row.far_upper95:.2e}), "
         f"TAR {row.tar * 100:.2f}% per image pair; {verdict}.\n"
         f"  The bound treats pairs as independent; they come from {held.identity_pairs()} pairs of people, "
-        "so it is optimistic: a population claim needs many more identities."
+        "so it is optimistic: a population claim needs many more identities.\n"
+        f"  Counted by pairs of people: {row.crossing_identity_pairs} of {held.identity_pairs()} had an "
+        f"impostor accepted; up to {people_bound * 100:.1f}% of pairs of people may (95% upper bound)."
     )
     manifest = load_manifest(cfg.manifest)
     entry = manifest.entry(cfg.embedder)
