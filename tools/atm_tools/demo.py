@@ -62,6 +62,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from atm_tools.mosquitto import Mosquitto, free_port
 
 ATM_ID = "ATM0001"
+DEMO_HELPLINE = "400-000-0000"  # a placeholder number the screen shows (a site sets its bank's helpline)
 DENOMS = (100, 50, 20, 10)
 ROOT = Path(__file__).resolve().parents[2]
 FACES = "data/faces/unaligned150"  # <person>/<photo> folders; the demo customer is chosen from them
@@ -76,7 +77,7 @@ PASSWORD_ENV = "ATM_CONSOLE_PASSWORD"  # the console operator's password, else -
 # What a bank decline reason means, for the person watching the demo (the customer sees less).
 REASON_WORDS: dict[str, str] = {
     "SECOND_CHECK_FAILED": "wrong account/mobile digits: the bank counts a failed attempt",
-    "TOO_FREQUENT": "refused unseen: inside the bank's minimum interval between one customer's attempts",
+    "TOO_FREQUENT": "refused before any check: inside the bank's minimum interval between attempts",
     "ATTEMPTS_EXCEEDED": "the customer's daily attempt limit is used up",
     "LOCKED_OUT": "locked out after repeated failures (the lockout grows with each one)",
     "LIMIT_DAILY": "above the customer's daily limit",
@@ -144,7 +145,11 @@ class Workdir:
             os.close(self._lock)
             self._lock = None
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        expected = (DemoError, VisionError, MsgError, FileNotFoundError, KeyboardInterrupt)
+        if exc_type is not None and not issubclass(exc_type, expected):  # logs for the diagnosis
+            self.keep = True
+            print(f"the demo failed: its logs are kept in {self.path}", file=sys.stderr)
         if self.keep:
             self._unlock()
             return
@@ -498,9 +503,10 @@ class LocalStack:
 
     def _start_screen(self) -> None:
         assert self.journey is not None
-        from atm_host.screen.server import ScreenServer
+        from atm_host.screen.server import ScreenInfo, ScreenServer
 
-        self.screen = ScreenServer(self.journey, port=self.opt.screen_port or free_port())
+        info = ScreenInfo(ATM_ID, DEMO_HELPLINE, min(DENOMS))
+        self.screen = ScreenServer(self.journey, port=self.opt.screen_port or free_port(), info=info)
         self.screen.start()
 
     def _command_key_hex(self) -> str:

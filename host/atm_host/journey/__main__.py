@@ -23,7 +23,7 @@ from atm_host.banklink.outbox import Outbox
 from atm_host.banklink.settings import LinkSettings
 from atm_host.link import LinkError
 from atm_host.link.reconnect import ReconnectingDispenser, serial_factory
-from atm_host.screen.server import ScreenServer
+from atm_host.screen.server import ScreenInfo, ScreenServer
 from atm_host.vision.config import VisionConfig
 from atm_host.vision.pipeline import FacePipeline
 from atm_host.vision.sources import open_source
@@ -55,6 +55,9 @@ class HostConfig(BaseModel):
     state_dir: Path = Field(default=Path("/var/lib/atm"), description="Outbox and pending reports live here.")
     screen_host: str = Field(default="127.0.0.1", description="Screen server address (kiosk on the Pi).")
     screen_port: int = Field(default=8080, ge=1, le=65535, description="Screen server port.")
+    helpline: str = Field(
+        default="", max_length=40, description="Customer helpline the screen shows (footer, out of service)."
+    )
     bank: LinkSettings = Field(description="Broker address, TLS files and this ATM's id.")
     journey: JourneyConfig = Field(default_factory=JourneyConfig, description="Journey timeouts and presets.")
     vision: VisionConfig = Field(default_factory=VisionConfig, description="Models, threads, quality gate.")
@@ -116,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         FacePipeline(cfg.vision),
         pending_path=cfg.state_dir / "pending.json",
     )
-    screen = ScreenServer(journey, cfg.screen_host, cfg.screen_port).start()
+    real = [c.denomination for c in cassettes if c.status != "missing"]
+    shown = ScreenInfo(cfg.bank.atm_id, cfg.helpline, min(real) if real else 0)
+    screen = ScreenServer(journey, cfg.screen_host, cfg.screen_port, shown).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     journey.start()

@@ -7,6 +7,7 @@ Bound to loopback by default: the kiosk browser runs on the same Pi.
 import json
 import logging
 import threading
+from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
@@ -41,6 +42,15 @@ class ScreenError(Exception):
     """The screen server could not start."""
 
 
+@dataclass(frozen=True)
+class ScreenInfo:
+    """What the screen shows besides the journey: which ATM this is, who to call, the note multiple."""
+
+    atm_id: str = ""
+    helpline: str = ""
+    note_multiple: int = 0  # amounts are multiples of this (the smallest note); 0: not shown
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -65,6 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/":
             self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
+        elif path == "/info":
+            self._send(HTTPStatus.OK, json.dumps(asdict(self.srv.info)).encode(), "application/json")
         elif path == "/state":
             self._send(HTTPStatus.OK, json.dumps(view.snapshot.as_dict()).encode(), "application/json")
         elif path == "/frame.jpg":
@@ -118,9 +130,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, addr: tuple[str, int], view: JourneyView) -> None:
+    def __init__(self, addr: tuple[str, int], view: JourneyView, info: ScreenInfo) -> None:
         super().__init__(addr, _Handler)
         self.view = view
+        self.info = info
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._waiters: list[threading.Event] = []
@@ -162,9 +175,11 @@ def _jpeg(frame: Frame | None) -> bytes:
 class ScreenServer:
     """Serves the kiosk page for one journey on host:port (port 0 picks a free one)."""
 
-    def __init__(self, view: JourneyView, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(
+        self, view: JourneyView, host: str = "127.0.0.1", port: int = 8080, info: ScreenInfo | None = None
+    ) -> None:
         try:
-            self._server = _Server((host, port), view)
+            self._server = _Server((host, port), view, info or ScreenInfo())
         except OSError as exc:
             raise ScreenError(f"screen: cannot listen on {host}:{port}: {exc}") from exc
         self.host, self.port = self._server.server_address[0], int(self._server.server_address[1])
