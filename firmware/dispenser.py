@@ -292,14 +292,26 @@ class Dispenser:
             self._guard = guard
             self._emit("tamper", door, tamper)
 
-    def reject(self):
-        """Empty the stacker into the reject bin (a dispense the host chose not to present).
+    def _maint(self, code, own_args, device_id, nonce, mac):
+        """A maintenance command's token: the MAC covers its code and its own argument bytes."""
+        result = self.sec.check_token(
+            device_id, nonce, mac, lambda k: auth.maint_mac(k, device_id, nonce, code, own_args)
+        )
+        if result == m.SUCCESS:
+            self.c["maint_commands"] += 1
+        return result
+
+    def reject(self, code, device_id, nonce, mac):
+        """Empty the stacker into the reject bin (maintenance token; docs/threat-model.md).
 
         The intent is journalled with the transaction before anything moves, so a power cut at any
         instant of the motion is settled at boot with every stacked note in the bin and the report."""
         tx = self.jr.open_tx
         if self.state not in (m.STATE_STACKED, m.STATE_IDLE):
             return m.SEQUENCE_ERROR, 0
+        result = self._maint(code, b"", device_id, nonce, mac)
+        if result != m.SUCCESS:
+            return result, 0
         self.state = m.STATE_BUSY
         if tx is not None:
             self.jr.mark(j.REC_REJECT)
@@ -316,11 +328,15 @@ class Dispenser:
             return m.JAMMED, k
         return m.SUCCESS, k
 
-    def count(self, cassette):
-        if cassette >= m.N_CASSETTES:
-            return m.INVALID_DATA, 0
+    def count(self, cassette, code, device_id, nonce, mac):
+        """Count a cassette by moving all its notes into the reject bin (maintenance token)."""
         if self.state != m.STATE_IDLE:
             return m.SEQUENCE_ERROR, 0
+        result = self._maint(code, bytes((cassette,)), device_id, nonce, mac)
+        if result != m.SUCCESS:
+            return result, 0
+        if cassette >= m.N_CASSETTES:
+            return m.INVALID_DATA, 0
         self.state = m.STATE_BUSY
         total = 0
         fails = 0
@@ -357,6 +373,15 @@ class Dispenser:
         self._update_units()
         return m.SUCCESS
 
+    def open_shutter(self, code, device_id, nonce, mac):
+        """Open the shutter with nothing presented (maintenance token: it exposes the note path)."""
+        if self.state != m.STATE_IDLE:
+            return m.SEQUENCE_ERROR
+        result = self._maint(code, b"", device_id, nonce, mac)
+        if result != m.SUCCESS:
+            return result
+        return self.shutter(True)
+
     def shutter(self, open_it):
         if self.state != m.STATE_IDLE:
             return m.SEQUENCE_ERROR
@@ -375,6 +400,9 @@ class Dispenser:
         return (m.SUCCESS if self.state == m.STATE_IDLE else m.HARDWARE_ERROR), moved
 
     def set_retract_timeout(self, ms):
+        """Open to the host (it sets it after every boot), but never while a bundle waits to be taken."""
+        if self.state in (m.STATE_STACKED, m.STATE_PRESENTING, m.STATE_PRESENTED):
+            return m.SEQUENCE_ERROR
         if ms < RETRACT_TIMEOUT_MIN or ms > RETRACT_TIMEOUT_MAX:
             return m.INVALID_DATA
         self.retract_timeout_ms = ms

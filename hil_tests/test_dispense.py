@@ -124,7 +124,8 @@ def test_empty_cassette_mid_dispense(tmp_path: object) -> None:
         info = rig.client.cassette_info()
         assert info.counts[0] == 0 and info.unit_status[0] == m.UNIT_EMPTY
         assert rig.client.status().notes_stacked == 3
-        assert rig.client.reject() == 3  # the host chose not to pay a partial amount
+        # The engineer (or the bank) chose not to pay a partial amount: a maintenance reject.
+        assert rig.client.reject(token=rig.client.maint_token(rig.key, "reject")) == 3
         rep = rig.client.get_report(txid)
         assert rep.presented == 0 and rep.rejected == 3
         assert rig.board.mech.snapshot()["reject_bin"] == 3

@@ -13,7 +13,7 @@ from hil_tests.rig import Rig, make_rig
 
 
 def _reject(rig: Rig) -> int:
-    return rig.client.reject()
+    return rig.client.reject(token=rig.client.maint_token(rig.key, "reject"))
 
 
 def _reconnect(rig: Rig) -> None:

@@ -63,7 +63,7 @@ def test_commands_complete_through_one_percent_corruption(rig: Rig) -> None:
         assert client.cassette_info().counts[0] == 200
     txid, _, res = rig.dispense((2, 1, 0, 0))
     assert res.stacked == (2, 1, 0, 0)
-    assert client.reject() == 3
+    assert client.reject(token=client.maint_token(rig.key, "reject")) == 3
     assert client.get_report(txid).rejected == 3
     stats = client.stats()
     assert noisy.corrupted > 0 and noisy.dropped > 0

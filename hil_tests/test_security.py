@@ -8,6 +8,7 @@ import time
 import pytest
 from atm_host.link import CommandFailed
 from atm_host.link.signing import sign_dispense
+from atm_wire import frame
 from atm_wire import messages as m
 
 from hil_tests.rig import Rig, open_raw, random_frames
@@ -46,7 +47,7 @@ def test_forged_replayed_stale_and_wrong_device_tokens_move_nothing(rig: Rig) ->
     assert res.total_stacked == 1
     again = rig.client.dispense(token)
     assert again.duplicate and again.stacked == (1, 0, 0, 0)
-    rig.client.reject()
+    rig.client.reject(token=rig.client.maint_token(rig.key, "reject"))
     # After the transaction, a replay still only returns the recorded outcome.
     assert rig.client.dispense(token).duplicate
     assert _notes_moved(rig) == 1
@@ -81,12 +82,24 @@ def test_fraud_lockout_after_repeated_bad_tokens(rig: Rig) -> None:
 
 @pytest.mark.sim_only
 def test_black_box_random_frames_move_no_notes(rig: Rig) -> None:
-    """10,000 frames a black box might send, straight onto the dispenser's UART."""
+    """10,000 frames a black box might send, straight onto the dispenser's UART.
+
+    A black box that knows the protocol opens with a SYN and numbers its frames as the link expects
+    (a frame out of sequence only makes the device resynchronise): every command reaches the firmware."""
     assert rig.board is not None
     rig.client.close()
     port = open_raw(rig.board)
     rng = random.Random(2026)
-    for sent, chunk in enumerate(random_frames(rng, 10_000), start=1):
+    port.write(frame.encode(0, 0, frame.FLAG_SYN))
+    seq = 0
+    for sent, raw in enumerate(random_frames(rng, 10_000), start=1):
+        chunk = raw
+        if sent % 500 == 0:
+            port.write(frame.encode(0, 0, frame.FLAG_SYN))  # whatever state the noise left: start again
+            seq = 0
+        if len(raw) >= frame.MIN_FRAME and raw[0] == len(raw) and raw[3] == frame.FLAG_DATA:
+            chunk = frame.encode(seq, 0, frame.FLAG_DATA, raw[frame.HEADER : -frame.TRAILER])
+            seq = (seq + 1) & 0xFF
         port.write(chunk)
         if sent % 200 == 0:
             time.sleep(0.01)  # let the board drain its UART buffer, as a real line would pace it
@@ -161,7 +174,7 @@ def test_genuine_token_with_impossible_counts_spends_its_nonce(rig: Rig) -> None
 def test_forged_tokens_on_a_finished_txid_count_towards_the_lock(rig: Rig) -> None:
     txid, token, res = rig.dispense((1, 0, 0, 0))
     assert res.total_stacked == 1
-    rig.client.reject()
+    rig.client.reject(token=rig.client.maint_token(rig.key, "reject"))
     codes = []
     for _ in range(6):
         nonce = rig.client.get_nonce().nonce

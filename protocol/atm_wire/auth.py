@@ -7,6 +7,7 @@ Each MAC input starts with a domain tag, so a token of one kind can never verify
     dispense token MAC  = HMAC(key, b"ATM-DISPENSE-1" | device id | nonce | txid | notes[4] as <4H)
     replenish token MAC = HMAC(key, b"ATM-REPLENISH-1" | device id | nonce | denoms <4H | counts <4H)
     report MAC          = HMAC(key, b"ATM-REPORT-1" | REPORT_FMT fields except the MAC)
+    maintenance MAC     = HMAC(key, b"ATM-MAINT-1" | device id | nonce | command code u8 | own args)
 """
 
 import hashlib
@@ -15,6 +16,7 @@ import struct
 from atm_wire.messages import (
     DISPENSE_TOKEN_FMT,
     MAC_LEN,
+    MAINT_TOKEN_FMT,
     REPLENISH_TOKEN_FMT,
     REPORT_FMT,
 )
@@ -26,10 +28,12 @@ if TYPE_CHECKING:
 TAG_DISPENSE = b"ATM-DISPENSE-1"
 TAG_REPLENISH = b"ATM-REPLENISH-1"
 TAG_REPORT = b"ATM-REPORT-1"
+TAG_MAINT = b"ATM-MAINT-1"
 
 DISPENSE_TOKEN_SIZE = struct.calcsize(DISPENSE_TOKEN_FMT)
 REPLENISH_TOKEN_SIZE = struct.calcsize(REPLENISH_TOKEN_FMT)
 REPORT_SIZE = struct.calcsize(REPORT_FMT)
+MAINT_TOKEN_SIZE = struct.calcsize(MAINT_TOKEN_FMT)
 _BLOCK = 64
 
 
@@ -104,6 +108,17 @@ def sign_replenish(
         counts[3],
         mac,
     )
+
+
+def maint_mac(key: bytes, device_id: bytes, nonce: bytes, command: int, args: bytes) -> bytes:
+    """MAC of a maintenance command: its wire code and its own argument bytes (without the token)."""
+    return hmac_sha256(key, TAG_MAINT + device_id + nonce + bytes((command,)) + bytes(args))
+
+
+def sign_maint(key: bytes, device_id: bytes, nonce: bytes, command: int, args: bytes) -> bytes:
+    """The maintenance token (device id | nonce | MAC) the device accepts once, for that command and
+    those arguments only; it goes on the wire after the command's own arguments."""
+    return struct.pack(MAINT_TOKEN_FMT, device_id, nonce, maint_mac(key, device_id, nonce, command, args))
 
 
 def report_mac(key: bytes, report_without_mac: "bytes | bytearray | memoryview") -> bytes:

@@ -43,7 +43,7 @@ def test_connect_does_the_hello(client: DispenserClient, device: FakeDevice) -> 
     assert info.firmware == "0.3.1"
     assert info.device_id == DEVICE_ID
     assert info.n_cassettes == 4 and info.retract_timeout_ms == 30000 and info.boot_count == 1
-    assert info.max_payload == 248
+    assert info.max_payload == 118 and info.max_notes == 60  # MAX_PAYLOAD; the presenter capacity
     assert device.received[0][0] == "hello" and device.received[0][2] == b"\x01"
 
 
@@ -96,13 +96,13 @@ def test_stale_nonce_token_fails_typed(client: DispenserClient) -> None:
 
 def test_rejected_failed_malformed_and_timeout(client: DispenserClient) -> None:
     with pytest.raises(CommandRejected) as rej:
-        client.reject()
+        client.reject(token=bytes(56))
     assert (rej.value.code, rej.value.name) == (4, "busy")
     with pytest.raises(CommandFailed) as fail:
-        client.count(0)
+        client.count(0, token=bytes(56))
     assert fail.value.name == "jammed"
     with pytest.raises(MalformedMessage):
-        client.open_shutter()
+        client.open_shutter(token=bytes(56))
     t0 = time.monotonic()
     with pytest.raises(LinkTimeout):
         client.reset(timeout=0.3)

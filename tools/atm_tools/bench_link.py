@@ -91,7 +91,7 @@ def per_note(client: DispenserClient, notes: int, runs: int) -> list[float]:
         t0 = time.perf_counter()
         client.dispense(token)
         out.append((time.perf_counter() - t0) * 1000 / notes)
-        client.reject()
+        client.reject(token=client.maint_token(KEY, "reject"))
     return out
 
 

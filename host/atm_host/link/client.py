@@ -27,6 +27,7 @@ from atm_host.link.errors import (
     ProtocolVersionMismatch,
 )
 from atm_host.link.events import EventBus, EventCallback, EventSubscription
+from atm_host.link.signing import maint_token
 from atm_host.link.timeouts import ACK_TIMEOUT_S, command_timeout, dispense_timeout
 from atm_host.link.transport import READ_TIMEOUT_S, LinkStats, Port, SerialLink
 from atm_host.link.wire import (
@@ -368,13 +369,21 @@ class DispenserClient:
         """Pull presented notes of `txid` back into the retract bin; returns the notes retracted."""
         return self._count_result("retract", _txid(txid), timeout=timeout)
 
-    def reject(self, timeout: float | None = None) -> int:
-        """Move the stacker's notes to the reject bin; returns how many."""
-        return self._count_result("reject", timeout=timeout)
+    def reject(self, *, token: bytes, timeout: float | None = None) -> int:
+        """Move the stacker's notes to the reject bin; returns how many. Needs a maintenance token
+        (signing.maint_token(key, device_id, nonce, "reject"))."""
+        return self._count_result("reject", *_maint(token), timeout=timeout)
 
-    def count(self, cassette: int, timeout: float | None = None) -> int:
-        """Count the notes of one cassette (0-based) by moving them; returns the count."""
-        return self._count_result("count", cassette, timeout=timeout)
+    def count(self, cassette: int, *, token: bytes, timeout: float | None = None) -> int:
+        """Count the notes of one cassette (0-based) by moving them into the reject bin; returns the
+        count. Needs a maintenance token for this cassette (maint_token(..., "count", cassette))."""
+        return self._count_result("count", cassette, *_maint(token), timeout=timeout)
+
+    def maint_token(self, key: bytes, name: str, *fields: int, timeout: float | None = None) -> bytes:
+        """Sign a maintenance command with the device key against a fresh nonce (the engineer's tool:
+        the host of a customer ATM never holds the key)."""
+        nonce = self.get_nonce(timeout=timeout).nonce
+        return maint_token(key, self.info.device_id, nonce, name, *fields)
 
     def reset(self, timeout: float | None = None) -> int:
         """Home the mechanics; returns the notes cleared from the transport."""
@@ -385,8 +394,9 @@ class DispenserClient:
         (n,) = struct.unpack(spec.completion_fmt, _exact(spec, data))
         return int(n)
 
-    def open_shutter(self, timeout: float | None = None) -> None:
-        spec, data = self._call("open_shutter", timeout=timeout)
+    def open_shutter(self, *, token: bytes, timeout: float | None = None) -> None:
+        """Open the shutter with nothing presented: needs a maintenance token."""
+        spec, data = self._call("open_shutter", *_maint(token), timeout=timeout)
         _exact(spec, data)
 
     def close_shutter(self, timeout: float | None = None) -> None:
@@ -467,6 +477,12 @@ def _exact(spec: CommandSpec, data: bytes) -> bytes:
     if len(data) != need:
         raise MalformedMessage(f"{spec.name}: completion data is {len(data)} bytes, expected {need}")
     return data
+
+
+def _maint(token: bytes) -> tuple[bytes, bytes, bytes]:
+    if len(token) != m.MAINT_TOKEN_LEN:
+        raise ValueError(f"maintenance token is {len(token)} bytes, expected {m.MAINT_TOKEN_LEN}")
+    return token[: m.ID_LEN], token[m.ID_LEN : m.ID_LEN + m.NONCE_LEN], token[m.ID_LEN + m.NONCE_LEN :]
 
 
 def _txid(txid: bytes) -> bytes:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any, cast
 
 from atm_wire import auth as _auth
+from atm_wire import messages as _m
 
 _a = cast(Any, _auth)  # atm_wire.auth leaves `notes`/`denoms`/`counts` unannotated for MicroPython
 
@@ -37,3 +39,22 @@ def verify_report(key: bytes, report: bytes) -> bool:
 
 def equal_ct(a: bytes, b: bytes) -> bool:
     return bool(_a.equal_ct(a, b))
+
+
+MAINT_OWN_ARGS: dict[str, str] = dict(_m.MAINT_COMMANDS)
+"""Maintenance command name -> the layout of its own arguments (the token follows them on the wire)."""
+
+
+def sign_maint(key: bytes, device_id: bytes, nonce: bytes, command: int, args: bytes) -> bytes:
+    """A maintenance token (device id, nonce, HMAC) for one command code and its own argument bytes."""
+    return bytes(_a.sign_maint(key, device_id, nonce, command, args))
+
+
+def maint_token(key: bytes, device_id: bytes, nonce: bytes, name: str, *fields: int) -> bytes:
+    """The maintenance token for command `name` with these own arguments (e.g. the cassette of count)."""
+    if name not in MAINT_OWN_ARGS:
+        raise ValueError(
+            f"{name} takes no maintenance token (maintenance commands: {sorted(MAINT_OWN_ARGS)})"
+        )
+    code = next(row[1] for row in _m.COMMANDS if row[0] == name)
+    return sign_maint(key, device_id, nonce, code, struct.pack(MAINT_OWN_ARGS[name], *fields))
