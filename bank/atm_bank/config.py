@@ -34,7 +34,6 @@ class Limits(_Strict):
     per_account_total_yuan: int = Field(
         default=50000, ge=1, description="Cap on an account's cardless withdrawals over its whole life."
     )
-    max_notes_per_dispense: int = Field(default=40, ge=1, le=200, description="Presenter capacity in notes.")
     day_utc_offset_hours: int = Field(
         default=8, ge=-12, le=14, description="The business day's time zone (UTC+8 for yuan accounts)."
     )

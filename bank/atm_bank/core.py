@@ -307,7 +307,9 @@ class Bank:
             raise _DeclineError(Reason.CANNOT_DISPENSE)
         counts = [c.count if c.status != "missing" else 0 for c in req.cassettes]
         try:
-            return denominate(amount, atm.denominations, counts, limits.max_notes_per_dispense)
+            # The presenter capacity is the MCU's (its hello, reported in the request): never approve a
+            # bundle the dispenser would refuse after spending the nonce.
+            return denominate(amount, atm.denominations, counts, req.max_notes)
         except DenominationError as exc:
             raise _DeclineError(Reason.CANNOT_DISPENSE) from exc
 

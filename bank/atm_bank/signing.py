@@ -37,7 +37,6 @@ def fleet_config(cfg: BankConfig, keys: dict[int, Ed25519PublicKey]) -> FleetCon
             per_withdrawal_yuan=lim.per_withdrawal_yuan,
             per_customer_day_yuan=lim.per_customer_day_yuan,
             per_account_total_yuan=lim.per_account_total_yuan,
-            max_notes_per_dispense=lim.max_notes_per_dispense,
         ),
         denominations=list(cfg.default_denominations),
         token_keys={str(k): public_key_hex(v) for k, v in keys.items()},

@@ -28,7 +28,6 @@ class LimitCaps(_Strict):
     per_withdrawal_yuan: int = Field(default=1000, ge=1, description="Cap of per_withdrawal_yuan.")
     per_customer_day_yuan: int = Field(default=2000, ge=1, description="Cap of per_customer_day_yuan.")
     per_account_total_yuan: int = Field(default=50000, ge=1, description="Cap of per_account_total_yuan.")
-    max_notes_per_dispense: int = Field(default=40, ge=1, description="Cap of max_notes_per_dispense.")
 
 
 class ConsoleConfig(_Strict):

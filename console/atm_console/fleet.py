@@ -163,6 +163,7 @@ class Atm:
     cassettes: list[Cassette] = field(default_factory=list[Cassette])
     counters: dict[str, int] = field(default_factory=dict[str, int])
     outbox_depth: int = 0
+    max_notes: int | None = None  # presenter capacity, as the dispenser MCU states it (telemetry)
     last_seen: float = 0.0
     last_ts_ms: int = 0
     last_seq: int | None = None
@@ -316,6 +317,8 @@ class Fleet:
         atm.cassettes = list(t.cassettes)
         atm.counters = dict(t.counters)
         atm.outbox_depth = t.outbox_depth
+        if t.max_notes is not None:
+            atm.max_notes = t.max_notes
         atm.last_ts_ms = t.ts_ms
         if changed_state:
             self._availability(atm)
@@ -587,6 +590,7 @@ class Fleet:
                 "versions": {"host": atm.host_version, **atm.versions},
                 "counters": dict(atm.counters),
                 "outbox_depth": atm.outbox_depth,
+                "max_notes": atm.max_notes,
                 "seq_gaps": atm.seq_gaps,
                 "births": atm.births,
                 "deaths": atm.deaths,

@@ -65,6 +65,12 @@ class Telemetry(Msg):
     )
     cassettes: list[Cassette] = Field(min_length=4, max_length=4, description="Cassettes 1-4.")
     counters: dict[str, int] = Field(default_factory=dict, description="Dispenser and link counters.")
+    max_notes: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Presenter capacity the dispenser MCU states (None: not known).",
+    )
     outbox_depth: int = Field(default=0, ge=0, description="Records waiting in the host outbox.")
 
 
@@ -103,6 +109,11 @@ class AuthRequest(Msg):
     account_digits: Digits = Field(description="Trailing digits of the account number.")
     mobile_digits: Digits = Field(description="Trailing digits of the mobile number.")
     cassettes: list[Cassette] = Field(min_length=4, max_length=4, description="Cash now in cassettes 1-4.")
+    max_notes: int = Field(
+        ge=1,
+        le=65535,
+        description="Presenter capacity in notes, as the dispenser MCU states it in its hello.",
+    )
     ts_ms: int = Field(ge=0, description="Host clock when the request was made.")
 
 
@@ -196,7 +207,6 @@ class FleetLimits(Msg):
     per_withdrawal_yuan: int = Field(ge=1, description="Most one withdrawal may pay.")
     per_customer_day_yuan: int = Field(ge=1, description="Most one customer may withdraw per day.")
     per_account_total_yuan: int = Field(ge=1, description="Account's cardless lifetime cap.")
-    max_notes_per_dispense: int = Field(ge=1, description="Presenter capacity in notes.")
 
 
 class FleetConfig(Msg):

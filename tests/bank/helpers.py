@@ -102,6 +102,7 @@ class World:
         counts: list[int] | None = None,
         device_id: bytes | None = None,
         atm_field: str | None = None,
+        max_notes: int = 60,
     ) -> AuthRequest:
         dev = self.atms[atm][0] if atm in self.atms else b"\0" * 8
         return AuthRequest(
@@ -123,6 +124,7 @@ class World:
             cassettes=[
                 Cassette(denomination=d, count=n) for d, n in zip(DENOMS, counts or [500] * 4, strict=True)
             ],
+            max_notes=max_notes,
             ts_ms=int(self.clock() * 1000),
         )
 

@@ -148,6 +148,18 @@ def test_shipped_manifest_gives_the_bank_the_vision_operating_point() -> None:
     assert cfg.threshold_for("sface") is not None
 
 
+def test_presenter_capacity_is_the_one_the_dispenser_states(world: World) -> None:
+    """The bank denominates within the capacity the MCU stated (hello -> AuthRequest.max_notes), no other."""
+    c = next(iter(world.customers.values()))
+    # 380 yuan in 100/50/20/10 is 6 notes at the fewest: a board that holds 5 cannot take it.
+    small = world.bank.authorize(world.request(A1, c, 380, max_notes=5), A1).response
+    assert small.decision == "decline" and small.reason == Reason.CANNOT_DISPENSE and not small.dispense_token
+    world.clock.advance(20)
+    ok = world.bank.authorize(world.request(A1, c, 380, max_notes=6), A1).response
+    assert ok.decision == "approve" and ok.notes is not None and sum(ok.notes) == 6
+    assert "max_notes_per_dispense" not in BankConfig.model_json_schema()["$defs"]["Limits"]["properties"]
+
+
 def test_per_withdrawal_limit_boundary(world: World) -> None:
     c = next(iter(world.customers.values()))
     limit = world.cfg.limits.per_withdrawal_yuan

@@ -80,8 +80,7 @@ def test_commands_map_to_wire_names_and_refuse_looser_limits() -> None:
     )
     assert rep.args == {"op": "replenish", "cassette": 2, "denomination": 50, "count": 2000}
     assert rep.expires_ms == 60_000
-    good = {"per_withdrawal_yuan": 800, "per_customer_day_yuan": 2000, "per_account_total_yuan": 50000,
-            "max_notes_per_dispense": 40}  # fmt: skip
+    good = {"per_withdrawal_yuan": 800, "per_customer_day_yuan": 2000, "per_account_total_yuan": 50000}
     assert commands.build("limits", good, caps, 60).args["per_withdrawal_yuan"] == 800
     for bad in ({**good, "per_withdrawal_yuan": 5000}, {**good, "per_customer_day_yuan": 500}, {}):
         with pytest.raises(CommandError):

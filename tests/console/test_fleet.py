@@ -1,5 +1,6 @@
 """Aggregation: real schema payloads in, fleet state, alarms, transactions and availability out."""
 
+import json
 import os
 
 from atm_console.config import Thresholds
@@ -113,6 +114,17 @@ def test_cassette_thresholds_raise_low_then_empty_and_clear_on_replenishment() -
     f.ingest(topics.telemetry("A1"), telemetry("A1", 4, counts=(2000, 1000, 1000, 1000)))
     assert f.totals()["alarms"] == 0
     assert f.totals()["cash_yuan"] == 2000 * 100 + 1000 * (50 + 20 + 10)
+
+
+def test_presenter_capacity_shown_is_the_one_the_atm_reports() -> None:
+    f, _ = fleet()
+    f.ingest(topics.birth("A1"), birth("A1", 1))
+    assert f.detail("A1")["max_notes"] is None  # type: ignore[index]
+    body = Telemetry.model_validate({**json.loads(telemetry("A1", 1)), "max_notes": 5})
+    f.ingest(topics.telemetry("A1"), body.model_dump_json().encode())
+    assert f.detail("A1")["max_notes"] == 5  # type: ignore[index]
+    f.ingest(topics.telemetry("A1"), telemetry("A1", 2))  # a sample without it keeps the last known value
+    assert f.detail("A1")["max_notes"] == 5  # type: ignore[index]
 
 
 def test_jam_tamper_and_liveness_events_raise_alarms_and_ack_works() -> None:

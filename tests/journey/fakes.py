@@ -34,6 +34,7 @@ from atm_host.vision.pipeline import FaceSample
 from atm_host.vision.quality import QualityReport
 from atm_msg import qrtoken
 from atm_msg.denominate import denominate
+from atm_msg.errors import MsgError
 from atm_msg.reasons import Reason
 from atm_msg.schemas import (
     AbandonReason,
@@ -198,8 +199,9 @@ class FakeDispenser:
     missing and no sensor saw them taken: present status unknown).
     """
 
-    def __init__(self, counts: tuple[int, int, int, int] = (200, 200, 200, 200)) -> None:
+    def __init__(self, counts: tuple[int, int, int, int] = (200, 200, 200, 200), max_notes: int = 60) -> None:
         self._lock = threading.RLock()
+        self.max_notes = max_notes  # presenter capacity, stated in the hello (firmware MAX_NOTES)
         self.counts = list(counts)
         self.journal: dict[bytes, Tx] = {}
         self.open_tx: Tx | None = None
@@ -229,7 +231,9 @@ class FakeDispenser:
 
     # ----- test controls ---------------------------------------------------------------------------
     def _make_hello(self) -> r.Hello:
-        return r.Hello(PROTOCOL_VERSION, self.firmware, DEVICE_ID, 0, self.boot_count, 4, 255, 30000)
+        return r.Hello(
+            PROTOCOL_VERSION, self.firmware, DEVICE_ID, 0, self.boot_count, 4, 118, 30000, self.max_notes
+        )
 
     def reboot(self, firmware: tuple[int, int, int] | None = None) -> None:
         """Power cycle (or reflash): RAM config forgotten, a new hello, the nonce gone."""
@@ -334,6 +338,8 @@ class FakeDispenser:
                 self.nonce = None
                 raise _failed("dispense", m.INVALID_TOKEN_NONCE)
             self.nonce = None
+            if not 0 < sum(notes) <= self.max_notes:  # checked after the token, as the firmware does
+                raise _failed("dispense", m.INVALID_DATA)
             tx = Tx(txid, nonce, notes)
             self.journal[txid] = tx
             self.open_tx = tx
@@ -504,7 +510,6 @@ def fleet_config() -> FleetConfig:
             per_withdrawal_yuan=1000,
             per_customer_day_yuan=2000,
             per_account_total_yuan=100000,
-            max_notes_per_dispense=40,
         ),
         denominations=list(DENOMS),
         token_keys={"1": qrtoken.public_key_hex(TOKEN_KEY.public_key())},
@@ -542,6 +547,7 @@ class FakeBank:
         self.abandons: list[tuple[str | None, str | None, str]] = []  # (request_id, txid, reason)
         self.telemetry: list[tuple[str, dict[str, int]]] = []
         self.approved: dict[str, AuthRequest] = {}
+        self.max_notes_seen: int | None = None  # the presenter capacity the last telemetry carried
         self._lock = threading.Lock()
 
     @property
@@ -559,7 +565,10 @@ class FakeBank:
         if isinstance(answer, Reason):
             return AuthResponse(request_id=req.request_id, decision="decline", reason=answer)
         counts = [c.count for c in req.cassettes] or [200, 200, 200, 200]
-        notes = denominate(req.amount_yuan, list(DENOMS), counts, 40)
+        try:
+            notes = denominate(req.amount_yuan, list(DENOMS), counts, req.max_notes)  # as the bank does
+        except MsgError:
+            return AuthResponse(request_id=req.request_id, decision="decline", reason=Reason.CANNOT_DISPENSE)
         txid = os.urandom(16)
         token = struct.pack(
             m.DISPENSE_TOKEN_FMT, bytes.fromhex(req.device_id), bytes.fromhex(req.command_nonce), txid,
@@ -603,9 +612,10 @@ class FakeBank:
         if cb is not None:
             cb(TxnResult(txid=txid, outcome=settle(rep), debited_yuan=0))
 
-    def send_telemetry(self, state: str, counters: dict[str, int]) -> bool:
+    def send_telemetry(self, state: str, counters: dict[str, int], max_notes: int | None = None) -> bool:
         with self._lock:
             self.telemetry.append((state, dict(counters)))
+            self.max_notes_seen = max_notes
         return self.is_connected
 
     # ----- what the tests read ---------------------------------------------------------------------

@@ -368,6 +368,28 @@ def test_wrong_length_and_refused_amounts_are_explained_and_asked_again(make_rig
     assert rig.bank.requests[-1].amount_yuan == 500
 
 
+def test_a_board_stating_a_smaller_capacity_is_refused_before_any_nonce(make_rig: Callable[..., Rig]) -> None:
+    """The presenter capacity is the MCU's hello: amounts above it are refused before GET_NONCE."""
+    rig = make_rig(disp=FakeDispenser(max_notes=5))
+    j = rig.journey
+    c = rig.customer()
+    rec = rig.walk(None, c=c, token=issue(c, 600))  # the phone fixed 600 yuan: 6 notes of 100
+    assert_outcome(rig, rec, "amount_invalid")
+    assert rig.disp.count("get_nonce") == 0 and rig.bank.requests == []
+    j.wait_state({State.IDLE}, WAIT_S)
+    rig.walk(stop_at=State.AMOUNT)
+    j.wait_state({State.AMOUNT}, WAIT_S)
+    assert 500 in j.snapshot.presets and 1000 not in j.snapshot.presets  # 10 notes: more than 5
+    j.type("380")  # 100+100+100+50+20+10: 6 notes
+    wait_for(lambda: j.snapshot.guidance == msg.outcome("amount_invalid").as_dict())
+    assert rig.disp.count("get_nonce") == 0 and rig.bank.requests == []
+    j.type("500")
+    assert_outcome(rig, j.wait_records(2, WAIT_S)[1], "paid")
+    (req,) = rig.bank.requests
+    assert req.max_notes == 5 and req.amount_yuan == 500  # the bank is told the board's capacity
+    wait_for(lambda: rig.bank.max_notes_seen == 5)  # and the console, through telemetry
+
+
 # ----- the bank's answers ----------------------------------------------------------------------------------
 def test_every_decline_reason_ends_with_its_message_and_no_cash(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()

@@ -28,7 +28,7 @@ WAIT_S = 10.0
 
 
 def hello(firmware: tuple[int, int, int] = (1, 0, 0), boot: int = 1) -> r.Hello:
-    return r.Hello(PROTOCOL_VERSION, firmware, b"\x01" * 8, 0, boot, 4, 255, 30000)
+    return r.Hello(PROTOCOL_VERSION, firmware, b"\x01" * 8, 0, boot, 4, 118, 30000, 60)
 
 
 class Port:

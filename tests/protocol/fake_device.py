@@ -139,7 +139,18 @@ class FakeDevice:
     # ----- commands -----------------------------------------------------------------------------
     def _hello(self, rid: int, args: bytes) -> Reply:
         data = struct.pack(
-            "<BBBB8sHIBBI", self.protocol_version, 0, 3, 1, DEVICE_ID, 0x1F, self.boot_count, 4, 248, 30000
+            "<BBBB8sHIBBIH",
+            self.protocol_version,
+            0,
+            3,
+            1,
+            DEVICE_ID,
+            0x1F,
+            self.boot_count,
+            4,
+            118,
+            30000,
+            60,
         )
         return (0, 0, data)
 

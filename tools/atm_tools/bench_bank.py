@@ -138,6 +138,7 @@ def make_requests(setup: Setup, count: int, amount: int = 100) -> list[tuple[str
                     account_digits=acct[-4:],
                     mobile_digits=mobile[-4:],
                     cassettes=cassettes,
+                    max_notes=60,  # the presenter capacity a dispenser states in its hello
                     ts_ms=int(time.time() * 1000),
                 ),
             )

@@ -269,8 +269,8 @@ class BankLink:
         self.outbox.put(topics.txn_abandon(self.atm), msg.model_dump_json().encode())
         self._wake.set()
 
-    def send_telemetry(self, state: str, counters: dict[str, int]) -> bool:
-        """Best-effort telemetry at QoS 0 (a newer sample replaces a lost one)."""
+    def send_telemetry(self, state: str, counters: dict[str, int], max_notes: int | None = None) -> bool:
+        """Best-effort telemetry at QoS 0 (a newer sample replaces a lost one); max_notes: the MCU's hello."""
         if not self._connected.is_set():
             return False
         msg = Telemetry.model_validate(
@@ -281,6 +281,7 @@ class BankLink:
                 "state": state,
                 "cassettes": [c.model_dump() for c in self.cassettes],
                 "counters": counters,
+                "max_notes": max_notes,
                 "outbox_depth": self.outbox.depth(),
             }
         )

@@ -489,13 +489,15 @@ class Journey:
             self.bank.send_event("dispenser_link", "info", detail)
         self._sync_dispenser()
 
+    def _max_notes(self) -> int:
+        """The presenter capacity: what the MCU stated in its latest hello (the one declaration)."""
+        return self.dispenser.info.max_notes
+
     def _payable(self, info: CassetteInfo) -> bool:
         """Can the cassettes pay at least the smallest preset (or the smallest note)?"""
-        fleet = self.bank.fleet
-        max_notes = fleet.limits.max_notes_per_dispense if fleet else 40
         smallest = min(self.cfg.presets_yuan)
         try:
-            denominate(smallest, list(info.denominations), list(info.counts), max_notes)
+            denominate(smallest, list(info.denominations), list(info.counts), self._max_notes())
         except MsgError:
             return any(c > 0 for c in info.counts) and smallest < min(info.denominations)
         return True
@@ -540,7 +542,11 @@ class Journey:
             pass
         if isinstance(self.dispenser, LinkCounters):
             counters.update({f"dispenser_{k}": v for k, v in self.dispenser.link_counters().items()})
-        self.bank.send_telemetry(state, counters)
+        try:
+            max_notes: int | None = self._max_notes()  # shown on the console beside the cassettes
+        except LinkError:
+            max_notes = None
+        self.bank.send_telemetry(state, counters, max_notes=max_notes)
 
     def _on_command(self, cmd: Command) -> tuple[bool, str]:
         if cmd.name == "out_of_service":
@@ -783,7 +789,7 @@ class Journey:
             return "limit" if exc.reason.startswith("LIMIT") else "amount_invalid"
         if info is not None:
             try:
-                denominate(amount, denoms, list(info.counts), fleet.limits.max_notes_per_dispense)
+                denominate(amount, denoms, list(info.counts), self._max_notes())
             except MsgError:
                 return "amount_invalid"
         return ""
@@ -840,6 +846,7 @@ class Journey:
             account_digits=ctx.account_digits,
             mobile_digits=ctx.mobile_digits,
             cassettes=list(self.bank.cassettes) if info is None else self._cassette_list(info),
+            max_notes=self._max_notes(),
             ts_ms=int(self.wall() * 1000),
         )
         try:

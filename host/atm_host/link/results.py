@@ -43,6 +43,7 @@ class Hello:
     n_cassettes: int
     max_payload: int
     retract_timeout_ms: int
+    max_notes: int  # presenter capacity: the most notes one dispense may stack (firmware MAX_NOTES)
 
     @property
     def firmware(self) -> str:
@@ -65,6 +66,7 @@ def parse_hello(data: bytes) -> Hello:
         n_cassettes=_int(v[7]),
         max_payload=_int(v[8]),
         retract_timeout_ms=_int(v[9]),
+        max_notes=_int(v[10]),
     )
 
 
