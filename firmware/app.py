@@ -157,8 +157,8 @@ class App:
             elif name == "get_nonce":
                 if not self.sec.provisioned:
                     result = m.NOT_PROVISIONED
-                elif d.state != m.STATE_IDLE:
-                    result = m.SEQUENCE_ERROR
+                elif d.state not in (m.STATE_IDLE, m.STATE_STACKED):
+                    result = m.SEQUENCE_ERROR  # STACKED: a maintenance REJECT needs one
                 else:
                     fields = (self.sec.new_nonce(), sc.NONCE_LIFETIME_MS)
             elif name == "denominate":
@@ -174,16 +174,16 @@ class App:
                 result, n = d.retract(args[0])
                 fields = (n,)
             elif name == "reject":
-                result, n = d.reject()
+                result, n = d.reject(entry[1], args[0], args[1], args[2])
                 fields = (n,)
             elif name == "count":
-                result, n = d.count(args[0])
+                result, n = d.count(args[0], entry[1], args[1], args[2], args[3])
                 fields = (n,)
             elif name == "reset":
                 result, n = d.reset()
                 fields = (n,)
             elif name == "open_shutter":
-                result = d.shutter(True)
+                result = d.open_shutter(entry[1], args[0], args[1], args[2])
             elif name == "close_shutter":
                 result = d.shutter(False)
             elif name == "cassette_info":

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from atm_wire import messages as m
 
@@ -185,16 +186,46 @@ def cmd_replenish(c: DispenserClient, a: argparse.Namespace) -> int:
     return cmd_cassettes(c, a)
 
 
+def read_key_file(path: str) -> bytes:
+    """The device key of a maintenance engineer: 64 hex digits (one line) or the 32 raw bytes."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"error: --key-file {path}: {exc.strerror}") from None
+    text = raw.strip()
+    if len(text) == 2 * m.KEY_LEN:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    if len(raw) == m.KEY_LEN:
+        return raw
+    raise SystemExit(
+        f"error: --key-file {path}: expected {2 * m.KEY_LEN} hex digits or {m.KEY_LEN} raw bytes"
+    )
+
+
+def cmd_maint(name: str) -> Callable[[DispenserClient, argparse.Namespace], int]:
+    """A maintenance command: signed here with the key file against a fresh nonce of the device."""
+
+    def run(c: DispenserClient, a: argparse.Namespace) -> int:
+        key = read_key_file(a.key_file)
+        if name == "count":
+            n = c.count(a.cassette, token=c.maint_token(key, "count", a.cassette))
+            print(table([(f"cassette {a.cassette}", n)]))
+        elif name == "reject":
+            print(table([("rejected", c.reject(token=c.maint_token(key, "reject")))]))
+        else:
+            c.open_shutter(token=c.maint_token(key, "open_shutter"))
+        return EXIT_OK
+
+    return run
+
+
 def cmd_simple(name: str) -> Callable[[DispenserClient, argparse.Namespace], int]:
     def run(c: DispenserClient, a: argparse.Namespace) -> int:
-        if name == "reject":
-            print(table([("rejected", c.reject())]))
-        elif name == "reset":
+        if name == "reset":
             print(table([("cleared", c.reset())]))
-        elif name == "count":
-            print(table([(f"cassette {a.cassette}", c.count(a.cassette))]))
-        elif name == "open-shutter":
-            c.open_shutter()
         elif name == "close-shutter":
             c.close_shutter()
         elif name == "set-config":
@@ -216,12 +247,15 @@ def parser() -> argparse.ArgumentParser:
         ("nonce", cmd_nonce),
         ("counters", cmd_counters),
         ("cassettes", cmd_cassettes),
-        ("reject", cmd_simple("reject")),
         ("reset", cmd_simple("reset")),
-        ("open-shutter", cmd_simple("open-shutter")),
         ("close-shutter", cmd_simple("close-shutter")),
     ):
         sub.add_parser(name).set_defaults(fn=fn)
+    key_help = "the device key (64 hex digits or 32 bytes): maintenance commands are signed with it"
+    for name in ("reject", "open-shutter"):
+        mt = sub.add_parser(name, help="maintenance: signed with --key-file")
+        mt.add_argument("--key-file", required=True, help=key_help)
+        mt.set_defaults(fn=cmd_maint(name))
     d = sub.add_parser("dispense", help="nonce, signed token, dispense, present, wait, signed report")
     d.add_argument("--notes", required=True, help="notes per cassette, e.g. 5,0,0,0")
     d.add_argument("--key-hex", required=True, help="the device's 32-byte key (a test key)")
@@ -244,9 +278,10 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--denoms", required=True, help="e.g. 10,20,50,100")
     rp.add_argument("--counts", required=True, help="e.g. 500,500,500,200")
     rp.set_defaults(fn=cmd_replenish)
-    ct = sub.add_parser("count")
+    ct = sub.add_parser("count", help="maintenance: move a cassette's notes to the reject bin, counted")
     ct.add_argument("--cassette", type=int, required=True, help="0-based cassette index")
-    ct.set_defaults(fn=cmd_simple("count"))
+    ct.add_argument("--key-file", required=True, help=key_help)
+    ct.set_defaults(fn=cmd_maint("count"))
     sc = sub.add_parser("set-config")
     sc.add_argument("--retract-timeout-ms", type=int, required=True)
     sc.set_defaults(fn=cmd_simple("set-config"))

@@ -135,6 +135,16 @@ REPLENISH_TOKEN_FMT = "<8s16s4H4H32s"  # device id, nonce, denominations, counts
 REPORT_FMT = "<8s16s16s4HHHHBB32s"  # id, txid, nonce, stacked[4], presented, retracted, rejected,
 # present status, flags, HMAC-SHA256
 CASSETTE_INFO_FMT = "<4H4H4BHH"  # denominations, counts, unit status, reject bin, retract bin
+MAINT_TOKEN_FMT = "<8s16s32s"  # device id, nonce, HMAC-SHA256 (auth.sign_maint); after the own arguments
+MAINT_TOKEN_LEN = 56
+
+# Maintenance commands and their own arguments: on the wire each is followed by a maintenance token
+# whose MAC covers the command code and these argument bytes (docs/threat-model.md, "Authorisation").
+MAINT_COMMANDS = (
+    ("reject", "<"),
+    ("count", "<B"),
+    ("open_shutter", "<"),
+)
 
 COUNTER_NAMES = (
     "frames_rx",
@@ -155,8 +165,9 @@ COUNTER_NAMES = (
     "watchdog_resets",
     "heap_peak",  # bytes: the most the firmware's heap has held since boot (sampled in the main loop)
     "heap_free",  # bytes free after the last collection
+    "maint_commands",  # maintenance commands run against a valid maintenance token
 )
-COUNTERS_FMT = "<18I"
+COUNTERS_FMT = "<19I"
 
 # name, code, args format, completion data format
 COMMANDS = (
@@ -167,10 +178,10 @@ COMMANDS = (
     ("dispense", 0x05, DISPENSE_TOKEN_FMT, "<16s4H4HB"),
     ("present", 0x06, "<16s", "<H"),
     ("retract", 0x07, "<16s", "<H"),
-    ("reject", 0x08, "<", "<H"),
-    ("count", 0x09, "<B", "<H"),
+    ("reject", 0x08, "<8s16s32s", "<H"),
+    ("count", 0x09, "<B8s16s32s", "<H"),
     ("reset", 0x0A, "<", "<H"),
-    ("open_shutter", 0x0B, "<", "<"),
+    ("open_shutter", 0x0B, "<8s16s32s", "<"),
     ("close_shutter", 0x0C, "<", "<"),
     ("cassette_info", 0x0D, "<", CASSETTE_INFO_FMT),
     ("replenish", 0x0E, REPLENISH_TOKEN_FMT, CASSETTE_INFO_FMT),

@@ -96,13 +96,13 @@ def test_stale_nonce_token_fails_typed(client: DispenserClient) -> None:
 
 def test_rejected_failed_malformed_and_timeout(client: DispenserClient) -> None:
     with pytest.raises(CommandRejected) as rej:
-        client.reject()
+        client.reject(token=bytes(56))
     assert (rej.value.code, rej.value.name) == (4, "busy")
     with pytest.raises(CommandFailed) as fail:
-        client.count(0)
+        client.count(0, token=bytes(56))
     assert fail.value.name == "jammed"
     with pytest.raises(MalformedMessage):
-        client.open_shutter()
+        client.open_shutter(token=bytes(56))
     t0 = time.monotonic()
     with pytest.raises(LinkTimeout):
         client.reset(timeout=0.3)

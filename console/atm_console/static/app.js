@@ -46,12 +46,8 @@ function applyBatch(b) {
     S.totals = b.totals;
   }
   if (b.brokers) for (const x of b.brokers) { if (S.totals) S.totals.broker_up = x.up; }
-  // The open drawer follows its ATM: a new event or command result, or a changed state or link.
-  const shown = S.detailShown;
   if (S.detail && ((b.events || []).some((e) => e.atm_id === S.detail) ||
-      (b.cmds || []).some((c) => c.atm_id === S.detail) ||
-      (b.atms || []).some((a) => a.atm_id === S.detail && (!shown || a.state !== shown.state ||
-        a.online !== shown.online)))) loadDetail(S.detail);
+      (b.cmds || []).some((c) => c.atm_id === S.detail))) loadDetail(S.detail);
   S.dirty = true;
 }
 
@@ -118,10 +114,7 @@ function renderTable() {
       a.online ? (a.silent ? "silent" : "online") : "offline");
     const lt = a.last_txn;
     const txt = lt ? `${lt.stage} ¥${lt.amount_yuan} ${fmtTime(lt.ts_ms)}` : "–";
-    // An offline ATM's last reported state is history, not its state: it says offline (never green).
-    const st = a.online ? el("td", "st-" + a.state, a.state.replace(/_/g, " ")) : el("td", "st-offline", "offline");
-    if (!a.online) st.title = "last reported: " + a.state.replace(/_/g, " ");
-    const cells = [el("td", "", a.atm_id), el("td"), st,
+    const cells = [el("td", "", a.atm_id), el("td"), el("td", "st-" + a.state, a.state.replace(/_/g, " ")),
       el("td"), el("td", "r", fmtNum(a.cash_yuan)), el("td", "", txt),
       el("td", "r " + (a.unacked ? "bad-t" : a.alarms ? "warn-t" : ""), a.alarms || ""),
       el("td", "r " + (a.availability !== null && a.availability < 0.9825 ? "bad-t" : ""), fmtPct(a.availability)),
@@ -199,7 +192,6 @@ async function loadDetail(id) {
   const d = await api(`/api/atm/${encodeURIComponent(id)}`);
   if (gen !== S.detailGen) return;
   S.detail = id;
-  S.detailShown = {state: d.state, online: d.online};
   $("detail").hidden = false;
   $("d-title").textContent = `${d.atm_id} — ${d.online ? "online" : "offline"}, ${d.state.replace(/_/g, " ")}`;
   const facts = $("d-facts"); facts.replaceChildren();
@@ -244,12 +236,13 @@ document.querySelector("#atms").addEventListener("click", (ev) => {
   if (tr) loadDetail(tr.dataset.atm).catch((e) => alert(e.message));
 });
 $("d-close").addEventListener("click", () => { $("detail").hidden = true; S.detail = null; });
-const CONFIRM = {out_of_service: (id) => `Take ${id} out of service? Customers cannot withdraw until it is put back.`};
 for (const b of document.querySelectorAll("#detail [data-action]")) {
-  b.addEventListener("click", () => {
-    const ask = CONFIRM[b.dataset.action];
-    if (ask && !window.confirm(ask(S.detail))) { $("d-cmd-msg").textContent = "not sent"; return; }
-    command(b.dataset.action);
+  b.addEventListener("click", () => command(b.dataset.action));
+}
+for (const [id, action] of [["f-replenish", "replenish"], ["f-limits", "limits"]]) {
+  $(id).addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    command(action, Object.fromEntries(new FormData(ev.target).entries()));
   });
 }
 $("filter").addEventListener("input", () => { S.dirty = true; });
