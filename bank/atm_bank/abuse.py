@@ -36,6 +36,17 @@ def note_rate_violation(cur: Cursor, scope: Scope, subject: str, day: int) -> No
     )
 
 
+def note_invalid_token(cur: Cursor, atm_id: str, day: int, now_ms: int) -> int:
+    """Count one invalid token (forged, tampered, expired, replayed) from this ATM today; the new count."""
+    row = cur.one(
+        "INSERT INTO attempts (scope, subject, day, count, last_ms, rate_violations) VALUES (?,?,?,1,?,0) "
+        "ON CONFLICT (scope, subject, day) DO UPDATE SET count = attempts.count + 1, "
+        "last_ms = excluded.last_ms RETURNING count",
+        ("atm_invalid_token", atm_id, day, now_ms),
+    )
+    return int(row[0]) if row else 0
+
+
 def register_failure(cur: Cursor, cfg: Abuse, scope: Scope, subject: str, now_ms: int) -> int:
     """Count a failed verification; lock (escalating) after cfg.failures_before_lockout; return until_ms."""
     row = cur.one("SELECT failures, level FROM lockouts WHERE scope=? AND subject=?", (scope, subject))

@@ -67,6 +67,12 @@ class Abuse(_Strict):
         ge=1,
         description="Too-frequent attempts by one subject in a day that raise a console alarm.",
     )
+    alarm_invalid_tokens_atm: int = Field(
+        default=50,
+        ge=1,
+        description="Invalid QR tokens (forged, tampered, expired, replayed) from one ATM in a day that "
+        "raise a console alarm (a forged-token flood).",
+    )
 
 
 class Face(_Strict):

@@ -185,17 +185,30 @@ class Bank:
             self._alarm(ctx, "attempts_exceeded", "atm", ctx.topic_atm)
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
         if ctx.token.claimed is None:
+            self._invalid_token(ctx)
             raise _DeclineError(Reason.TOKEN_FORGED)
+        verified = ctx.token.verified
+        if verified is not None and snap.nonce_used:
+            # A used token again (a photographed QR): refused before anything of the customer's is
+            # counted or checked, so a replay cannot lock the customer out; it counts against the ATM.
+            self._invalid_token(ctx)
+            self._alarm(
+                ctx,
+                "token_replayed",
+                "customer",
+                str(verified.customer_id),
+                f"used token replayed at {ctx.topic_atm} (request {req.request_id})",
+            )
+            raise _DeclineError(Reason.TOKEN_REPLAYED)
         self._precheck(ctx)
         token = ctx.token.verified
         if token is None:
+            self._invalid_token(ctx)
             raise _DeclineError(ctx.token.reason or Reason.TOKEN_FORGED)
         customer, account = str(token.customer_id), str(token.account_id)
         self._check_rate(ctx, customer, account)
         # Single use: the nonce is spent by the first attempt that reaches this point, whatever its outcome.
         # A plain INSERT: should the snapshot ever be wrong, the unique index fails the transaction closed.
-        if snap.nonce_used:
-            raise _DeclineError(Reason.TOKEN_REPLAYED)
         cur.w(
             "INSERT INTO used_nonces (nonce, request_id, at_ms) VALUES (?,?,?)",
             (token.nonce.hex(), req.request_id, ctx.now_ms),
@@ -243,6 +256,9 @@ class Bank:
             if until > now_ms:
                 raise _DeclineError(Reason.LOCKED_OUT, (until - now_ms + 999) // 1000)
         if snap.customer_attempts_today >= self.cfg.abuse.max_attempts_customer_day:
+            verified = ctx.token.verified
+            if verified is not None:  # the alarm names only a customer whose own token this is
+                self._alarm(ctx, "attempts_exceeded", "customer", str(verified.customer_id))
             raise _DeclineError(Reason.ATTEMPTS_EXCEEDED)
         last = snap.customer_last_attempt_ms
         min_ms = self.cfg.abuse.min_interval_s * 1000
@@ -343,6 +359,12 @@ class Bank:
             notes=notes,
             dispense_token=dispense.hex(),
         )
+
+    def _invalid_token(self, ctx: _Ctx) -> None:
+        """Count an invalid token against the ATM it came from; alarm at the configured daily count."""
+        n = abuse.note_invalid_token(ctx.cur, ctx.topic_atm, ctx.day, ctx.now_ms)
+        if n >= self.cfg.abuse.alarm_invalid_tokens_atm:
+            self._alarm(ctx, "invalid_tokens", "atm", ctx.topic_atm, f"{n} invalid QR tokens today")
 
     def _alarm(self, ctx: _Ctx, kind: str, scope: str, subject: str, detail: str = "") -> None:
         alarm = abuse.raise_alarm(
