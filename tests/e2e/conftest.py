@@ -56,7 +56,7 @@ class FleetListener:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     if find_mosquitto() is None:
-        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
+        pytest.fail("mosquitto not installed (apt-get install mosquitto): the end-to-end tests need it")
     workdir: Path = tmp_path_factory.mktemp("e2e")
     opts = StackOptions(
         journey=JourneyConfig.model_validate(

@@ -66,7 +66,12 @@ def test_unplug_in_idle_goes_out_of_service_and_comes_back_by_itself(
     assert "dispenser_link_lost" in j.snapshot.causes and snap.causes_text
     _wait(lambda: len(_link_events(fleet, "lost")) > lost_before)
     _wait(lambda: any("dispenser_link_lost" in str(e["detail"]) for e in fleet.events("out_of_service")))
-    time.sleep(1.0)  # the port stays gone a while; the ATM must stay out of service meanwhile
+    assert stack.dispenser is not None
+    tried = stack.dispenser.link_counters()["open_failures"]
+    # The port stays gone through two more reopen attempts; the ATM must stay out of service meanwhile.
+    _wait(
+        lambda: stack.dispenser is not None and stack.dispenser.link_counters()["open_failures"] >= tried + 2
+    )
     assert j.state is State.OUT_OF_SERVICE
     board.replug()
     j.wait_state({State.IDLE}, BACK_S)

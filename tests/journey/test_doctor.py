@@ -33,7 +33,7 @@ def test_missing_serial_port() -> None:
 
 def test_broker_reachable_and_not(tmp_path: Path) -> None:
     if find_mosquitto() is None:
-        pytest.skip("mosquitto not installed")
+        pytest.fail("mosquitto not installed (apt-get install mosquitto)")
     with Mosquitto(tmp_path / "broker") as broker:
         assert doctor.check_broker("127.0.0.1", broker.port, None).level == "OK"
     assert doctor.check_broker("127.0.0.1", free_port(), None, timeout_s=1).level == "FAIL"

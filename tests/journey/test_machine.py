@@ -673,7 +673,8 @@ def test_link_lost_mid_dispense_is_settled_once_the_port_is_back(make_rig: Calla
     (lost,) = rig.bank.events_of("dispenser_link")
     assert lost.severity == "alarm" and lost.detail["state"] == "lost"
     wait_for(lambda: any(s == "fault" for s, _ in rig.bank.telemetry))
-    time.sleep(0.2)  # stays out of service while the port is gone
+    checks = rig.disp.count("status")  # every health check asks the (gone) port for its status
+    wait_for(lambda: rig.disp.count("status") >= checks + 3)  # three more checks with the port gone...
     assert j.state is State.OUT_OF_SERVICE and j.counters["link_lost"] == 1
     rig.disp.link_lost = False  # plugged back in
     j.wait_state({State.IDLE}, WAIT_S)

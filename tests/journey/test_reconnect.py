@@ -328,7 +328,7 @@ def test_close_stops_reopening_and_fails_calls(
         d.status()
     failures = port.open_failures
     port.present = True
-    time.sleep(0.1)
+    assert not d.wait_connected(0.3)  # waits on the link's condition: nothing reopens a closed link
     assert port.open_failures == failures and port.opens == 0
     d.close()  # idempotent
 
