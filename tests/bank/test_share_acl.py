@@ -7,7 +7,6 @@ deliver to made the broker drop about a third of the bank's requests. The deploy
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,7 +67,7 @@ def test_share_subscriptions_refused_and_no_request_lost(tls: TlsEnv, who: str) 
     assert all(rc.value == 0x87 for rc in codes)  # Not authorized
 
     # A1 publishes each request exactly once (no retry): every one must reach the bank and be answered.
-    atm, _ = _connect(tls, A1, client_id="raw-atm1-once")
+    atm, atm_codes = _connect(tls, A1, client_id="raw-atm1-once")
     answers: list[bytes] = []
     lock = threading.Lock()
 
@@ -79,7 +78,8 @@ def test_share_subscriptions_refused_and_no_request_lost(tls: TlsEnv, who: str) 
     atm.on_message = on_message
     sub = atm.subscribe(topics.auth_response(A1), qos=1)
     assert sub[0] == mqtt.MQTT_ERR_SUCCESS
-    time.sleep(0.2)
+    wait_for(lambda: len(atm_codes) == 1, what="SUBACK")  # subscribed before the first request goes out
+    assert not atm_codes[0].is_failure, atm_codes
     customers = list(w.customers.values())
     n = 24
     for i in range(n):

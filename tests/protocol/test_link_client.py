@@ -132,7 +132,10 @@ def test_device_reboot_fails_in_flight_with_device_reset(client: DispenserClient
 
     t = threading.Thread(target=hang)
     t.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while not any(name == "reset" for name, _, _ in device.received):  # the reset is in flight
+        assert time.monotonic() < deadline, "the reset never reached the device"
+        time.sleep(0.005)
     device.reboot()
     t.join(timeout=5)
     assert len(errors) == 1 and isinstance(errors[0], DeviceReset)
