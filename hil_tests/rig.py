@@ -88,18 +88,23 @@ def provision_and_load(client: DispenserClient, key: bytes, counts: list[int]) -
 def make_rig(tmp: Path, load: list[int] | None = None, seed: int = 1) -> Iterator[Rig]:
     counts = list(LOAD if load is None else load)
     board = make_board(tmp / "board", seed)
-    if board is not None:
-        board.mech.load(counts)
-        board.start()
-    client = connect(board)
+    client: DispenserClient | None = None
+    rig: Rig | None = None
     try:
+        if board is not None:
+            board.mech.load(counts)
+            board.start()
+        client = connect(board)
         provision_and_load(client, TEST_KEY, counts)
         rig = Rig(client=client, board=board, device_id=client.info.device_id)
         yield rig
     finally:
-        client.close()
+        if rig is not None and rig.client is not client:
+            rig.client.close()  # a test reconnected
+        if client is not None:
+            client.close()
         if board is not None:
-            board.stop()
+            board.stop()  # also when the board never answered: no emulator or interpreter is left behind
 
 
 def random_frames(rng: random.Random, count: int) -> Iterator[bytes]:

@@ -41,3 +41,24 @@ def test_uf2_blocks_are_numbered_and_tagged_for_the_rp2040(tmp_path: Path) -> No
     assert max(fs_blocks) < fs_base + built.layout.raw_first_block * built.layout.block_size
     assert int.from_bytes(data[28:32], "little") == flash.RP2040_FAMILY
     assert int.from_bytes(data[24:28], "little") == len(blocks)
+
+
+@pytest.mark.rp2040
+def test_flash_port_writes_the_image_over_the_usb_repl(tmp_path: Path) -> None:
+    """A Pico with plain MicroPython (the filesystem formatted at its first boot) gets the image through
+    `./atm flash --port`'s code over its USB REPL, verifies it block by block, resets and answers."""
+    import time
+
+    built = image.build(tmp_path / "build")
+    board = RP2040Board(workdir=tmp_path / "board", uf2=uf2_path(), usb=True)
+    board.mech.load([10, 10, 10, 10])
+    with board:
+        deadline = time.monotonic() + 60
+        while ">>> " not in board.log() and time.monotonic() < deadline:
+            time.sleep(0.2)  # MicroPython's REPL prompt on USB: booted, filesystem formatted
+        assert ">>> " in board.log(), board.log()[-500:]
+        res = flash.flash_port(board.usb_port, built)
+        assert res["written"] == len(built.used_blocks), res
+        with DispenserClient.connect(board.port, timeout=60) as client:
+            assert client.status().state in (0, 1)
+        assert board.boots >= 2  # machine.reset() restarted the chip with the flash kept

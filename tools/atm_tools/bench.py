@@ -17,6 +17,7 @@ from atm_tools.benchrows import Row, as_dicts, drain
 # Component name -> module with main(argv) -> int. Quick arguments keep the whole run to minutes.
 BENCHES: dict[str, tuple[str, list[str]]] = {
     "link": ("atm_tools.bench_link", []),
+    "rp2040": ("atm_tools.bench_rp2040", []),
     "vision": ("atm_tools.bench_vision", []),
     "bank": (
         "atm_tools.bench_bank",

@@ -12,6 +12,7 @@ build fails if one does not.
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -123,17 +124,35 @@ def _mpy_cross() -> str:
     return found
 
 
-def build_tree(dest: Path, march: str | None = None, compile_mpy: bool = True) -> Path:
+def _with_baud(src: Path, dest_dir: Path, baud: int) -> Path:
+    """A copy of hwconfig.py with UART_BAUD set to `baud` (the benchmark's line-rate variant)."""
+    text, n = re.subn(r"UART_BAUD = const\(\d+\)", f"UART_BAUD = const({baud})", src.read_text())
+    if n != 1:
+        raise ImageError(f"{src}: no 'UART_BAUD = const(...)' to set the line rate")
+    out = dest_dir / src.name
+    out.write_text(text)
+    return out
+
+
+def build_tree(
+    dest: Path, march: str | None = None, compile_mpy: bool = True, uart_baud: int | None = None
+) -> Path:
     """Stage the manifest as it sits on the board: main.py as source, every other module as .mpy.
 
     `march` is mpy-cross's -march (armv6m for the RP2040, x64 for the unix sim board); it matters only
-    for @micropython.native/viper code, the bytecode is the same either way.
+    for @micropython.native/viper code, the bytecode is the same either way. `uart_baud` builds the
+    variant with another hwconfig.UART_BAUD (the benchmark's 921600 run); None: the firmware as it is.
     """
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     tool = _mpy_cross() if compile_mpy else ""
-    for e in read_manifest():
+    staged = dest.parent / (dest.name + ".src")
+    staged.mkdir(exist_ok=True)
+    for entry in read_manifest():
+        e = entry
+        if uart_baud is not None and e.board_path == "hwconfig":
+            e = Entry(_with_baud(e.source, staged, uart_baud), e.board_path)
         out = dest / e.board_path
         out.parent.mkdir(parents=True, exist_ok=True)
         if not compile_mpy or e.board_path == "main":
@@ -145,6 +164,7 @@ def build_tree(dest: Path, march: str | None = None, compile_mpy: bool = True) -
         res = subprocess.run([*args, str(e.source)], check=False, capture_output=True, text=True)
         if res.returncode != 0:
             raise ImageError(f"mpy-cross failed on {e.source}: {res.stderr.strip()}")
+    shutil.rmtree(staged)
     return dest
 
 
@@ -202,10 +222,10 @@ class BoardImage:
     layout: Layout
 
 
-def build(dest: Path, march: str | None = "armv6m") -> BoardImage:
+def build(dest: Path, march: str | None = "armv6m", uart_baud: int | None = None) -> BoardImage:
     """Build the tree under dest/tree and its littlefs image (dest/littlefs.img)."""
     lay = read_layout()
-    tree = build_tree(dest / "tree", march=march)
+    tree = build_tree(dest / "tree", march=march, uart_baud=uart_baud)
     buf = build_littlefs(tree, lay)
     (dest / "littlefs.img").write_bytes(buf)
     return BoardImage(tree, buf, check_blocks(buf, lay), lay)

@@ -128,6 +128,8 @@ class RP2040Board:
         flash_times: str = "typ",
         realtime: bool = True,
         uf2: Path | None = None,
+        uart_baud: int | None = None,
+        usb: bool = False,
     ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="atm-rp2040-")) if workdir is None else workdir
@@ -162,6 +164,11 @@ class RP2040Board:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._loaded = False
+        self._uart_baud = uart_baud  # an image variant with another hwconfig.UART_BAUD (the bench)
+        self.usb = usb  # the USB REPL (MicroPython's CDC) as a second pty, `usb_port`
+        self.usb_port = ""
+        self._usb_master = -1
+        self._usb_slave = -1
         self._uf2 = uf2  # a complete UF2 (MicroPython + board image, as `./atm flash --uf2` makes)
 
     # ----- set-up ----------------------------------------------------------------------------------
@@ -171,7 +178,7 @@ class RP2040Board:
             self._call("load", uf2=str(self._uf2), fs=None)  # what a drag-and-drop in BOOTSEL writes
             self._loaded = True
             return
-        built = img.build(self.workdir / "image")
+        built = img.build(self.workdir / "image", uart_baud=self._uart_baud)
         data = built.littlefs
         if self._loaded and not fmt:
             data = data[: built.layout.raw_first_block * built.layout.block_size]  # keep the state
@@ -191,6 +198,9 @@ class RP2040Board:
             self.flash(fmt=True)
         self._master, self._slave = _raw_pty()
         self.port = os.ttyname(self._slave)
+        if self.usb:
+            self._usb_master, self._usb_slave = _raw_pty()
+            self.usb_port = os.ttyname(self._usb_slave)
         self._boot(CAUSE_POWER_ON)
         self._thread = threading.Thread(target=self._drive, name="rp2040", daemon=True)
         self._thread.start()
@@ -207,13 +217,13 @@ class RP2040Board:
                 pass
             self._bridge.close()
             self._bridge = None
-        for fd in (self._master, self._slave):
+        for fd in (self._master, self._slave, self._usb_master, self._usb_slave):
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._master = self._slave = -1
+        self._master = self._slave = self._usb_master = self._usb_slave = -1
         if self._own_dir and os.environ.get("ATM_SIM_KEEP") is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -362,7 +372,15 @@ class RP2040Board:
                 if mech.peek(pin):
                     levels |= 1 << pin
             adc = mech.adc(mc.THICKNESS_ADC, t0) >> 4  # the model speaks read_u16 counts; the ADC has 12 bits
-        r = self._call("run", ns=SLICE_NS, rx=rx.hex(), adc=[adc, 0, 0, 0], **{"in": levels})
+        usb_in = b""
+        if self._usb_master >= 0:
+            try:
+                usb_in = os.read(self._usb_master, 4096)
+            except (BlockingIOError, OSError):
+                usb_in = b""
+        r = self._call(
+            "run", ns=SLICE_NS, rx=rx.hex(), adc=[adc, 0, 0, 0], cdc=usb_in.hex(), **{"in": levels}
+        )
         tx = bytes.fromhex(r["tx"])
         if tx:
             if not self._seen_tx:
@@ -373,8 +391,13 @@ class RP2040Board:
             except OSError:
                 pass
         if r.get("cdc"):
-            with self.log_path.open("a") as f:
+            with self.log_path.open("a", encoding="latin-1") as f:
                 f.write(r["cdc"])
+            if self._usb_master >= 0:
+                try:
+                    os.write(self._usb_master, str(r["cdc"]).encode("latin-1"))
+                except OSError:
+                    pass
         outs = cast(list[list[int]], r["out"])
         with mech.lock:
             sampled = int(r["rd"])

@@ -12,7 +12,7 @@
 //                            counts (12 bit). Answer: t, tx (hex, paced), out [[ns, pin, level]],
 //                            rd (bit mask of pins the firmware sampled, see below), ev, cdc (text)
 //   arm   {kind, k}          power cut at the k-th 'flash' erase/program or 'pin' change from now
-//   disarm, hang, stats, dump {path}, flashtime {mode}, cdc {hex}
+//   disarm, hang, stats, dump {path}, flashtime {mode}; run's optional cdc = hex bytes for the USB REPL
 //
 // Workarounds of rp2040js 1.4.1 gaps (see docs/emulator.md):
 // - UART: a real 32-byte TX FIFO drained at the line rate (rp2040js transmits at once and raises the TX
@@ -84,6 +84,7 @@ let outs = []; // [ns, pin, level] output changes of this slice
 let readMask = 0; // pins whose level the firmware sampled in this slice
 let txOut = []; // bytes put on the wire this slice
 const rxLine = []; // bytes on their way to RX, one per byte time
+const cdcIn = []; // bytes from the USB host (the REPL) waiting for room in the CDC FIFO
 const txFifo = [];
 let byteNs = 1e10 / 115200;
 let rxAlarm = null;
@@ -170,6 +171,7 @@ function powerOn(cause) {
   txFifo.length = 0;
   rxLine.length = 0;
   rxPending = txPending = false;
+  cdcIn.length = 0;
   cdcOut = '';
   stats.boots++;
   const wdt = mcu.peripherals[0x40058];
@@ -315,6 +317,8 @@ function handle(req) {
           rxAlarm.schedule(byteNs);
         }
       }
+      if (req.cdc) for (const b of Buffer.from(req.cdc, 'hex')) cdcIn.push(b);
+      while (cdcIn.length && !cdc.txFIFO.full) cdc.sendSerialByte(cdcIn.shift());
       const c0 = busyCycles;
       runFor(req.ns);
       const ev = event;
@@ -345,9 +349,6 @@ function handle(req) {
       return {};
     case 'flashtime':
       flashTimes = FLASH_TIMES[req.mode];
-      return {};
-    case 'cdc':
-      if (mcu) for (const b of Buffer.from(req.hex, 'hex')) cdc.sendSerialByte(b);
       return {};
     case 'dump':
       fs.writeFileSync(req.path, mcu ? mcu.flash.subarray(0, FLASH_SIZE) : flashKeep);

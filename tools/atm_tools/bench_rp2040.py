@@ -1,0 +1,169 @@
+"""Firmware benchmark on the emulated RP2040 in emulated time: boot, command cost, per note, wire, heap.
+
+Every time here is emulated time of rp2040js 1.4.1 (125 MHz model, no XIP cache model), measured from
+the board's clock around each host call; flash erase/program take a W25Q16-class part's typical times
+(sector erase 45 ms, page program 0.7 ms; docs/emulator.md) with the core stalled. The firmware's main
+loop polls without sleeping, so the core is always busy: a command's CPU cost shows as its service time
+on an otherwise idle link, and at saturation as emulated time per command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from atm_host.link import DispenserClient
+from atm_host.link.signing import sign_dispense, sign_replenish
+from atm_sim import mechanics as mc
+from atm_sim.rp2040.board import RP2040Board
+
+from atm_tools.benchrows import record
+
+KEY = bytes(range(7, 39))
+DENOMS = (100, 50, 20, 10)
+NOTE = "emulated RP2040 (rp2040js 1.4.1, 125 MHz model, no XIP cache model)"
+# Motor-on time the mechanics model needs per note (pick to sensor, dwell, to gate, into the stacker).
+MECH_MS_PER_NOTE = mc.TO_SENSOR_MS + mc.SENSOR_DWELL_MS + mc.TO_GATE_MS + mc.TO_BIN_MS
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _setup(client: DispenserClient, load: int) -> None:
+    info = client.hello()
+    if not client.status().provisioned:
+        client.provision(KEY)
+    nonce = client.get_nonce().nonce
+    client.replenish(sign_replenish(KEY, info.device_id, nonce, DENOMS, [load] * 4))
+
+
+def _emu_ms(board: RP2040Board) -> float:
+    return board.emu_ns / 1e6
+
+
+def round_trips(client: DispenserClient, board: RP2040Board, n: int) -> list[float]:
+    """Emulated ms per status command on an idle link (wire time both ways + firmware service)."""
+    out: list[float] = []
+    for _ in range(n):
+        t0 = _emu_ms(board)
+        client.status()
+        out.append(_emu_ms(board) - t0)
+    return out
+
+
+def throughput(client: DispenserClient, board: RP2040Board, commands: int, baud: int) -> tuple[float, float]:
+    """Four threads keep the window full of cassette_info; (commands per emulated s, share of the wire)."""
+    left = [commands]
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            client.cassette_info()
+
+    s0 = board.bridge_stats()
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    s1 = board.bridge_stats()
+    elapsed_s = (int(s1["t"]) - int(s0["t"])) / 1e9
+    tx = int(s1["txBytes"]) - int(s0["txBytes"])
+    return commands / elapsed_s, tx * 10 / baud / elapsed_s
+
+
+def per_note(client: DispenserClient, board: RP2040Board, notes: int, runs: int) -> dict[str, list[float]]:
+    """Per note of a dispense: emulated ms, flash erases+programs, modelled flash ms, RX bytes lost."""
+    out: dict[str, list[float]] = {"ms": [], "flash_ops": [], "flash_ms": [], "rx_lost": []}
+    dev = client.info.device_id
+    for _ in range(runs):
+        txid = secrets.token_bytes(16)
+        nonce = client.get_nonce().nonce
+        token = sign_dispense(KEY, dev, nonce, txid, (notes, 0, 0, 0))
+        s0 = board.bridge_stats()
+        t0 = _emu_ms(board)
+        client.dispense(token)
+        t1 = _emu_ms(board)
+        s1 = board.bridge_stats()
+        out["ms"].append((t1 - t0) / notes)
+        ops = (int(s1["erases"]) + int(s1["programs"])) - (int(s0["erases"]) + int(s0["programs"]))
+        out["flash_ops"].append(ops / notes)
+        out["flash_ms"].append((float(s1["flashNs"]) - float(s0["flashNs"])) / 1e6 / notes)
+        out["rx_lost"].append(float(int(s1["rxOverruns"]) - int(s0["rxOverruns"])))
+        client.reject(token=client.maint_token(KEY, "reject"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench_rp2040", description=__doc__)
+    ap.add_argument("--round-trips", type=int, default=30)
+    ap.add_argument("--commands", type=int, default=40, help="commands per throughput run")
+    ap.add_argument("--notes", type=int, default=5, help="notes per dispense for the per-note rows")
+    ap.add_argument("--runs", type=int, default=3, help="dispenses for the per-note rows")
+    args = ap.parse_args(argv)
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(measure: str, median: float, p95: float | None, unit: str, note: str = NOTE) -> None:
+        shown = unit if note == NOTE else f"{unit}  ({note.split(';', maxsplit=1)[0]})"
+        rows.append((measure, f"{median:.2f}", "" if p95 is None else f"{p95:.2f}", shown))
+        record("rp2040", measure, median, p95, unit, note)
+
+    heap_peak = 0
+    wall0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        for baud in (115200, 921600):
+            variant = None if baud == 115200 else baud
+            board = RP2040Board(workdir=Path(tmp) / f"b{baud}", uart_baud=variant)
+            board.mech.load([2000] * 4)
+            with board, DispenserClient.connect(board.port, timeout=60) as client:
+                if baud == 115200:
+                    add("boot to first byte on the UART", board.boot_emu_ns[0] / 1e6, None, "ms")
+                _setup(client, 2000)
+                rt = round_trips(client, board, args.round_trips)
+                add(f"status round trip, {baud} baud", statistics.median(rt), _pct(rt, 0.95), "ms")
+                cps, share = throughput(client, board, args.commands, baud)
+                add(f"throughput, {baud} baud", cps, None, "cmd/s", f"{share * 100:.0f}% of wire; {NOTE}")
+                if baud == 115200:
+                    pn = per_note(client, board, args.notes, args.runs)
+                    ms = pn["ms"]
+                    add(
+                        f"dispense, per note ({args.notes}-note bundles)",
+                        statistics.median(ms),
+                        _pct(ms, 0.95),
+                        "ms",
+                    )
+                    fw = [m - MECH_MS_PER_NOTE for m in ms]
+                    add(
+                        "firmware time per note (beyond the motors)",
+                        statistics.median(fw),
+                        _pct(fw, 0.95),
+                        "ms",
+                        f"per note minus {MECH_MS_PER_NOTE:.0f} ms of belt travel; {NOTE}",
+                    )
+                    add("flash erases+programs per note", statistics.median(pn["flash_ops"]), None, "ops")
+                    add("modelled flash time per note", statistics.median(pn["flash_ms"]), None, "ms",
+                        f"W25Q16 typical times, core stalled; {NOTE}")  # fmt: skip
+                    add("UART bytes lost during dispenses", sum(pn["rx_lost"]), None, "bytes")
+                heap_peak = max(heap_peak, client.counters()["heap_peak"])
+    add("firmware live heap peak (after gc)", heap_peak, None, "bytes", f"rp2 port, ~224 KB heap; {NOTE}")
+    print(f"firmware benchmark on the {NOTE}; wall {time.monotonic() - wall0:.0f} s")
+    print(f"{'measure':<46} {'median':>12} {'p95':>10} unit")
+    for name, med, p95, unit in rows:
+        print(f"{name:<46} {med:>12} {p95:>10} {unit}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
