@@ -189,24 +189,14 @@ def _tool(name: str) -> str:
 
 
 def build_image_tree(dest: Path, compile_mpy: bool = True) -> Path:
-    """Stage the firmware as it will sit on the board's flash: main.py, modules as .mpy, lib/atm_wire."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    (dest / "lib" / "atm_wire").mkdir(parents=True)
-    mpy_cross = _tool("mpy-cross") if compile_mpy else ""
-    sources = [(p, dest / p.name) for p in FIRMWARE_DIR.glob("*.py")]
-    sources += [(p, dest / "lib" / "atm_wire" / p.name) for p in WIRE_DIR.glob("*.py")]
-    for src, dst in sources:
-        if not compile_mpy or src.name == "main.py":
-            shutil.copy(src, dst)
-            continue
-        out = dst.with_suffix(".mpy")
-        res = subprocess.run(
-            [mpy_cross, "-o", str(out), "-s", src.name, str(src)], check=False, capture_output=True, text=True
-        )
-        if res.returncode != 0:
-            raise SimError(f"mpy-cross failed on {src}: {res.stderr.strip()}")
-    return dest
+    """Stage the board image (firmware/manifest.py: main.py, modules as .mpy, lib/atm_wire) for this
+    board: the same builder and tree as the RP2040's (atm_tools.image), compiled for x64 here."""
+    from atm_tools import image
+
+    try:
+        return image.build_tree(dest, march="x64", compile_mpy=compile_mpy)
+    except image.ImageError as exc:
+        raise SimError(str(exc)) from exc
 
 
 class SimBoard:
