@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .errors import AuthError
+from .errors import AuthError, NotSignedInError, SessionExpiredError
 from .store import Store
 
 # scrypt cost: N=2^15, r=8, p=1 needs 32 MiB and ~0.1 s per guess here; stored per hash, so raising
@@ -119,14 +119,14 @@ class Auth:
         """The live session of a cookie value; refreshes its idle timer unless touch is False."""
         t = time.time() if now is None else now
         if not token:
-            raise AuthError("not logged in")
+            raise NotSignedInError("not logged in")
         with self._lock:
             s = self._sessions.get(token)
             if s is None:
-                raise AuthError("not logged in")
+                raise NotSignedInError("not logged in")
             if t - s.last_seen > self.idle_s or t - s.created > ABSOLUTE_SESSION_S:
                 del self._sessions[token]
-                raise AuthError("session expired")
+                raise SessionExpiredError("session expired: sign in again")
             if touch:
                 s.last_seen = t
             return s

@@ -1,16 +1,19 @@
 """Operator actions -> signed `Command` messages, and the book of commands awaiting their result.
 
-Actions map onto the wire names docs/mqtt.md defines (the schema's name list is closed):
+The console offers only what the real ATM host obeys (atm_host.journey `_on_command` and the bank
+link's `rebirth`); the wire names are docs/mqtt.md's:
 
-| action          | wire name       | args                                                     |
-|-----------------|-----------------|----------------------------------------------------------|
-| in_service      | in_service      | {}                                                       |
-| out_of_service  | out_of_service  | {}                                                       |
-| status          | send_counters   | {}                                                       |
-| rebirth         | rebirth         | {}                                                       |
-| reset_dispenser | reboot          | {"unit": "dispenser"}                                    |
-| replenish       | apply_config    | {"op": "replenish", "cassette", "denomination", "count"} |
-| limits          | apply_config    | {"op": "limits", the four FleetLimits fields}            |
+| action          | wire name       | args | what the ATM does                                         |
+|-----------------|-----------------|------|-----------------------------------------------------------|
+| in_service      | in_service      | {}   | comes back into service (when nothing else holds it out)  |
+| out_of_service  | out_of_service  | {}   | goes out of service after the journey in progress         |
+| status          | send_counters   | {}   | sends its telemetry at once                               |
+| rebirth         | rebirth         | {}   | re-announces itself (birth, versions)                     |
+
+Not offered (NOT_OFFERED): a dispenser reset, a replenishment and a limit change. The host refuses
+them: notes move only against a token the MCU verifies, so a replenishment is recorded at the ATM with
+the bank-signed replenish token (docs/deployment.md), and limits are the bank's one rule set
+(atm/v1/fleet/config), not a per-ATM console setting.
 """
 
 import os
@@ -24,55 +27,33 @@ from atm_msg.schemas import Command, CommandResult
 from .config import LimitCaps
 from .errors import CommandError
 
-ACTIONS = ("in_service", "out_of_service", "status", "rebirth", "reset_dispenser", "replenish", "limits")
-LIMIT_FIELDS = (
-    "per_withdrawal_yuan",
-    "per_customer_day_yuan",
-    "per_account_total_yuan",
-)  # no presenter capacity: the dispenser MCU states it (hello), nobody else sets it
+ACTIONS = ("in_service", "out_of_service", "status", "rebirth")
+DESTRUCTIVE = frozenset({"out_of_service"})  # the page asks the operator to confirm these
+NOT_OFFERED: dict[str, str] = {
+    "reset_dispenser": "a dispenser reset is done at the ATM (maintenance), not from the console",
+    "replenish": "a replenishment is recorded at the ATM with the bank-signed replenish token",
+    "limits": "limits are the bank's one rule set (atm/v1/fleet/config), not a console setting",
+}
 MAX_BOOK = 5000  # commands remembered for the result panel
-
-
-def _int(args: dict[str, Any], name: str, lo: int, hi: int) -> int:
-    value = args.get(name)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise CommandError(f"{name}: an integer from {lo} to {hi}")
-    return value
 
 
 def build(
     action: str, args: dict[str, Any], caps: LimitCaps, ttl_s: int, now_ms: int | None = None
 ) -> Command:
-    """Validate an operator action and turn it into a Command (fresh command_id, expiry)."""
-    wire_args: dict[str, str | int] = {}
-    if action in ("in_service", "out_of_service", "rebirth"):
-        name = action
-    elif action == "status":
-        name = "send_counters"
-    elif action == "reset_dispenser":
-        name = "reboot"
-        wire_args["unit"] = "dispenser"
-    elif action == "replenish":
-        name = "apply_config"
-        wire_args = {
-            "op": "replenish",
-            "cassette": _int(args, "cassette", 1, 4),
-            "denomination": _int(args, "denomination", 1, 10000),
-            "count": _int(args, "count", 0, 65535),
-        }
-    elif action == "limits":
-        name = "apply_config"
-        wire_args = {"op": "limits"}
-        limits = {f: _int(args, f, 1, getattr(caps, f)) for f in LIMIT_FIELDS}
-        wire_args.update(limits)
-        if limits["per_withdrawal_yuan"] > limits["per_customer_day_yuan"]:
-            raise CommandError("per_withdrawal_yuan must not exceed per_customer_day_yuan")
-    else:
+    """Validate an operator action and turn it into a Command (fresh command_id, expiry).
+
+    `caps` stays in the signature for callers; no offered action takes limits.
+    """
+    del caps
+    if action in NOT_OFFERED:
+        raise CommandError(f"{action} is not offered: {NOT_OFFERED[action]}")
+    if action not in ACTIONS:
         raise CommandError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if args:
+        raise CommandError(f"{action} takes no arguments")
+    name = "send_counters" if action == "status" else action
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    cmd: dict[str, object] = {"command_id": os.urandom(16).hex(), "name": name, "args": wire_args}
+    cmd: dict[str, object] = {"command_id": os.urandom(16).hex(), "name": name, "args": {}}
     return Command.model_validate({**cmd, "expires_ms": now + ttl_s * 1000})
 
 

@@ -15,7 +15,17 @@ class _Strict(BaseModel):
 class Thresholds(_Strict):
     """When the console calls a cassette low or empty (on top of the status the ATM reports)."""
 
-    low_notes: int = Field(default=200, ge=0, le=65535, description="At or below this count: low.")
+    low_fraction: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Low at or below this fraction of the count the cassette was last loaded with (a "
+        "freshly loaded ATM is never low, however many notes it was given).",
+    )
+    low_notes: dict[int, int] = Field(
+        default_factory=dict[int, int],
+        description="Per cassette (1-4) a fixed low count instead of the fraction, e.g. {1: 300}.",
+    )
     empty_notes: int = Field(default=20, ge=0, le=65535, description="At or below this count: empty.")
     silent_s: float = Field(
         default=35.0, gt=0, description="An online ATM with no message for this long is shown as silent."

@@ -29,5 +29,9 @@ class BrokerUnavailableError(ConsoleError):
     """No MQTT broker answered at start (exit 3; configuration errors exit 2)."""
 
 
+class NotSignedInError(AuthError):
+    """No session cookie, or one the console does not know: the browser must sign in (HTTP 401)."""
+
+
 class SessionExpiredError(AuthError):
-    """The operator's session ended (idle too long or signed out): the browser must sign in again."""
+    """The operator's session ended (idle or too old): the browser must sign in again (HTTP 401)."""

@@ -55,10 +55,28 @@ def _level_rank(level: str) -> int:
     return {"ok": 0, "low": 1, "empty": 2, "missing": 2}.get(level, 0)
 
 
-def cassette_level(c: Cassette, th: Thresholds) -> Level:
-    """The worse of what the ATM reports and the console's own thresholds."""
-    mine: Level = "empty" if c.count <= th.empty_notes else "low" if c.count <= th.low_notes else "ok"
+def cassette_level(c: Cassette, th: Thresholds, index: int = 1, loaded: int | None = None) -> Level:
+    """The worse of what the ATM reports and the console's own thresholds.
+
+    Low is relative to `loaded`, the count cassette `index` (1-4) was last loaded with, unless that
+    cassette has a fixed low count in th.low_notes.
+    """
+    low = th.low_notes.get(index)
+    if low is None:
+        low = int(th.low_fraction * (c.count if loaded is None else loaded))
+    mine: Level = "empty" if c.count <= th.empty_notes else "low" if c.count <= low else "ok"
     return c.status if _level_rank(c.status) >= _level_rank(mine) else mine
+
+
+def track_loaded(loaded: list[int], before: list[Cassette], now: list[Cassette]) -> list[int]:
+    """The count each cassette was last loaded with: its first count, and any count that went up."""
+    out: list[int] = []
+    for i, c in enumerate(now):
+        if i >= len(loaded) or i >= len(before) or c.count > before[i].count:
+            out.append(c.count)
+        else:
+            out.append(loaded[i])
+    return out
 
 
 class Availability:
@@ -103,10 +121,23 @@ class Availability:
 
     def ratio(self, now: float) -> float | None:
         """Fraction up over every bucket kept."""
-        self.advance(now)
-        up = sum(a[0] for a in self.buckets.values())
-        total = sum(a[1] for a in self.buckets.values())
+        up, total = self.seconds(now)
         return up / total if total > 0 else None
+
+    def seconds(self, now: float) -> tuple[float, float]:
+        """(seconds up, seconds observed) over every bucket kept."""
+        self.advance(now)
+        return sum(a[0] for a in self.buckets.values()), sum(a[1] for a in self.buckets.values())
+
+    def bucket_seconds(self, now: float, n: int) -> list[tuple[float, float, float]]:
+        """(bucket start, seconds up, seconds observed) of the last n buckets, oldest first."""
+        self.advance(now)
+        last = int(now // self.bucket_s)
+        out: list[tuple[float, float, float]] = []
+        for b in range(last - n + 1, last + 1):
+            acc = self.buckets.get(b, [0.0, 0.0])
+            out.append((b * self.bucket_s, acc[0], acc[1]))
+        return out
 
 
 @dataclass
@@ -161,6 +192,7 @@ class Atm:
     versions: dict[str, str] = field(default_factory=dict[str, str])  # firmware, model, ... from events
     state: str = "unknown"
     cassettes: list[Cassette] = field(default_factory=list[Cassette])
+    loaded: list[int] = field(default_factory=list[int])  # per cassette, the count of its last loading
     counters: dict[str, int] = field(default_factory=dict[str, int])
     outbox_depth: int = 0
     max_notes: int | None = None  # presenter capacity, as the dispenser MCU states it (telemetry)
@@ -273,6 +305,7 @@ class Fleet:
         atm.device_id = b.device_id
         atm.host_version = b.host_version
         atm.config_version = b.config_version
+        atm.loaded = track_loaded(atm.loaded, atm.cassettes, list(b.cassettes))
         atm.cassettes = list(b.cassettes)
         atm.last_seq = 0
         atm.last_ts_ms = b.ts_ms
@@ -314,6 +347,7 @@ class Fleet:
         self._seq(atm, t.seq)
         changed_state = atm.state != t.state
         atm.state = t.state
+        atm.loaded = track_loaded(atm.loaded, atm.cassettes, list(t.cassettes))
         atm.cassettes = list(t.cassettes)
         atm.counters = dict(t.counters)
         atm.outbox_depth = t.outbox_depth
@@ -422,7 +456,7 @@ class Fleet:
     def _cassette_alarms(self, atm: Atm) -> list[tuple[str, Json]]:
         out: list[tuple[str, Json]] = []
         for i, c in enumerate(atm.cassettes, start=1):
-            level = cassette_level(c, self.th)
+            level = cassette_level(c, self.th, i, atm.loaded[i - 1] if i <= len(atm.loaded) else None)
             low, empty = f"{atm.atm_id}:cassette{i}:low", f"{atm.atm_id}:cassette{i}:empty"
             text = f"cassette {i} ({c.denomination} yuan): {c.count} notes"
             if level in ("empty", "missing"):
@@ -525,8 +559,14 @@ class Fleet:
             "silent": atm.online and now - atm.last_seen > self.th.silent_s,
             "state": atm.state,
             "cassettes": [
-                {"denomination": c.denomination, "count": c.count, "level": cassette_level(c, self.th)}
-                for c in atm.cassettes
+                {
+                    "denomination": c.denomination,
+                    "count": c.count,
+                    "level": cassette_level(
+                        c, self.th, i, atm.loaded[i - 1] if i <= len(atm.loaded) else None
+                    ),
+                }
+                for i, c in enumerate(atm.cassettes, start=1)
             ],
             "cash_yuan": sum(c.denomination * c.count for c in atm.cassettes),
             "last_txn": atm.last_txn,
@@ -561,7 +601,9 @@ class Fleet:
         with self.lock:
             now = self.clock()
             atms = list(self.atms.values())
-            ratios = [r for r in (a.availability.ratio(now) for a in atms) if r is not None]
+            # ATM-time weighted, like each row: the fleet's seconds up over its seconds observed
+            secs = [a.availability.seconds(now) for a in atms]
+            observed = sum(t for _, t in secs)
             live = [self.alarms[i] for i in self._live.values()]
             return {
                 "atms": len(atms),
@@ -570,7 +612,7 @@ class Fleet:
                 "cash_yuan": sum(sum(c.denomination * c.count for c in a.cassettes) for a in atms),
                 "alarms": len(live),
                 "unacked": sum(a.acked_by is None for a in live),
-                "availability": round(sum(ratios) / len(ratios), 5) if ratios else None,
+                "availability": round(sum(u for u, _ in secs) / observed, 5) if observed > 0 else None,
                 "benchmark": BENCHMARK_AVAILABILITY,
                 "stats": dict(self.stats),
             }
@@ -600,18 +642,17 @@ class Fleet:
             }
 
     def fleet_series(self) -> list[tuple[float, float | None]]:
-        """Mean availability of the fleet per bucket."""
+        """Availability of the fleet per bucket: seconds up over seconds observed, all ATMs together."""
         with self.lock:
             now = self.clock()
-            sums: list[tuple[float, float, int]] = []
+            sums: list[tuple[float, float, float]] = []
             for atm in self.atms.values():
-                for i, (start, r) in enumerate(atm.availability.series(now, self.n_buckets)):
+                for i, (start, up, seen) in enumerate(atm.availability.bucket_seconds(now, self.n_buckets)):
                     if len(sums) <= i:
-                        sums.append((start, 0.0, 0))
-                    if r is not None:
-                        s, tot, n = sums[i]
-                        sums[i] = (s, tot + r, n + 1)
-            return [(s, tot / n if n else None) for s, tot, n in sums]
+                        sums.append((start, 0.0, 0.0))
+                    s, u, t = sums[i]
+                    sums[i] = (s, u + up, t + seen)
+            return [(s, u / t if t > 0 else None) for s, u, t in sums]
 
 
 def dumps(obj: object) -> str:

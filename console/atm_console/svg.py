@@ -10,7 +10,7 @@ def availability_svg(
     series: list[tuple[float, float | None]], title: str, width: int = 640, height: int = 160
 ) -> str:
     """Bars of availability per bucket (a floor of 90% so small dips show), a dashed benchmark line."""
-    pad_l, pad_r, pad_t, pad_b = 44, 8, 22, 20
+    pad_l, pad_r, pad_t, pad_b = 44, 8, 22, 24
     w, h = width - pad_l - pad_r, height - pad_t - pad_b
     floor = 0.90
 
@@ -52,12 +52,33 @@ def availability_svg(
         f"benchmark {BENCHMARK_AVAILABILITY:.2%}</text>"
     )
     if series:
-        for idx in (0, len(series) - 1):
-            label = time.strftime("%H:%M:%S", time.localtime(series[idx][0]))
-            anchor = "start" if idx == 0 else "end"
+        step = series[1][0] - series[0][0] if len(series) > 1 else 3600.0
+        fmt = "%Y-%m-%d %H:%M" if step >= 60 else "%Y-%m-%d %H:%M:%S"
+        last = len(series) - 1
+        for idx in sorted({0, last // 2, last}):  # dated ticks: start, middle, end (bucket start, local)
+            label = time.strftime(fmt, time.localtime(series[idx][0]))
+            x = pad_l + (idx + 0.5) * bw
+            anchor = "start" if idx == 0 else "end" if idx == last else "middle"
+            x = pad_l if idx == 0 else pad_l + w if idx == last else x
             parts.append(
-                f'<text x="{pad_l if idx == 0 else pad_l + w}" y="{height - 5}" fill="#8b949e" '
-                f'text-anchor="{anchor}">{label}</text>'
+                f'<line x1="{pad_l + (idx + 0.5) * bw:.1f}" x2="{pad_l + (idx + 0.5) * bw:.1f}" '
+                f'y1="{pad_t + h}" y2="{pad_t + h + 3}" stroke="#8b949e"/>'
             )
+            parts.append(
+                f'<text x="{x:.1f}" y="{height - 5}" fill="#8b949e" text-anchor="{anchor}">{label}</text>'
+            )
+        span = f"{len(series)} bars of {_duration(step)}, local time"
+        parts.append(f'<text x="{pad_l + w}" y="15" fill="#8b949e" text-anchor="end">{escape(span)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """A bucket width in words: 2 s, 15 min, 1 h, 1 d."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{seconds / 86400:g} d"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"

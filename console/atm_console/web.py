@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from .auth import Session
 from .core import Console
-from .errors import AuthError, CommandError
+from .errors import AuthError, CommandError, NotSignedInError, SessionExpiredError
 from .fleet import Json, dumps
 from .svg import availability_svg
 
@@ -123,7 +123,9 @@ def create_app(console: Console) -> Starlette:
         return s
 
     def denied(exc: AuthError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=401 if "logged in" in str(exc) else 403)
+        # 401: sign in (again); 403: signed in, but this request is refused (CSRF, validation).
+        signed_out = isinstance(exc, NotSignedInError | SessionExpiredError)
+        return JSONResponse({"error": str(exc)}, status_code=401 if signed_out else 403)
 
     async def json_body(request: Request) -> dict[str, Any]:
         try:

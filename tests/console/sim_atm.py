@@ -1,4 +1,6 @@
-"""Simulated ATMs for the console tests: the real host BankLink, which obeys only signed commands.
+"""Simulated ATMs for the console's fleet views: the real host BankLink, which obeys only signed commands.
+
+They answer commands as the real host does (tests/console/test_real_host.py drives a real one).
 
 Run as a process (so killing it fires the MQTT Will):
     python tests/console/sim_atm.py --port P --dir D --pubkey HEX ATM0001 ATM0002 ...
@@ -38,7 +40,6 @@ class SimAtm:
         self.link.send_telemetry(self.state, self.counters)
 
     def on_command(self, cmd: Command) -> tuple[bool, str]:
-        args = cmd.args
         if cmd.name in ("in_service", "out_of_service"):
             self.state = cmd.name
             self.telemetry()
@@ -46,16 +47,8 @@ class SimAtm:
         if cmd.name == "send_counters":
             self.telemetry()
             return True, f"state {self.state}, counters {self.counters}"
-        if cmd.name == "reboot" and args.get("unit") == "dispenser":
-            return True, "dispenser reset"
-        if cmd.name == "apply_config" and args.get("op") == "replenish":
-            i = int(args["cassette"]) - 1
-            self.cassettes[i] = Cassette(denomination=int(args["denomination"]), count=int(args["count"]))
-            self.telemetry()
-            return True, f"cassette {i + 1}: {args['count']} notes"
-        if cmd.name == "apply_config" and args.get("op") == "limits":
-            return True, f"limits {args['per_withdrawal_yuan']}/{args['per_customer_day_yuan']} applied"
-        return False, f"unsupported {cmd.name}"
+        # Exactly what the real host obeys (atm_host.journey `_on_command`): nothing else.
+        return False, f"{cmd.name} not supported by the journey"
 
 
 def main() -> int:

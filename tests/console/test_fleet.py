@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 from atm_console.config import Thresholds
 from atm_console.fleet import Fleet
@@ -72,7 +73,7 @@ def event(atm: str, seq: int, kind: str, severity: str, event_id: str | None = N
 
 def fleet() -> tuple[Fleet, Clock]:
     clock = Clock()
-    return Fleet(Thresholds(low_notes=200, empty_notes=20), bucket_s=60, buckets=10, clock=clock), clock
+    return Fleet(Thresholds(low_fraction=0.2, empty_notes=20), bucket_s=60, buckets=10, clock=clock), clock
 
 
 def test_birth_then_will_marks_offline_and_raises_comms_lost() -> None:
@@ -114,6 +115,23 @@ def test_cassette_thresholds_raise_low_then_empty_and_clear_on_replenishment() -
     f.ingest(topics.telemetry("A1"), telemetry("A1", 4, counts=(2000, 1000, 1000, 1000)))
     assert f.totals()["alarms"] == 0
     assert f.totals()["cash_yuan"] == 2000 * 100 + 1000 * (50 + 20 + 10)
+
+
+def test_a_freshly_loaded_atm_is_not_low_whatever_it_was_loaded_with() -> None:
+    f, _ = fleet()
+    out = f.ingest(topics.birth("A1"), birth("A1", 1, counts=(200, 200, 200, 200)))  # the demo's load
+    out += f.ingest(topics.telemetry("A1"), telemetry("A1", 1, counts=(195, 200, 200, 200)))
+    assert [d for _, d in out if str(d.get("kind", "")).startswith("cassette")] == []
+    assert [c["level"] for c in f.summary(f.atms["A1"])["cassettes"]] == ["ok"] * 4  # type: ignore[index]
+    out = f.ingest(topics.telemetry("A1"), telemetry("A1", 2, counts=(40, 200, 200, 200)))  # 20% left
+    assert [d["kind"] for _, d in out] == ["cassette_low"]
+    # a cassette with a fixed low count of its own (configured per cassette)
+    g = Fleet(Thresholds(low_notes={2: 500}), bucket_s=60, buckets=10, clock=Clock())
+    out = g.ingest(topics.birth("A2"), birth("A2", 1, counts=(2000, 400, 2000, 2000)))
+    out += g.ingest(topics.telemetry("A2"), telemetry("A2", 1, counts=(2000, 400, 2000, 2000)))
+    assert [str(d["text"]) for _, d in out if d.get("kind") == "cassette_low"] == [
+        "cassette 2 (50 yuan): 400 notes"
+    ]
 
 
 def test_presenter_capacity_shown_is_the_one_the_atm_reports() -> None:
@@ -203,6 +221,37 @@ def test_availability_counts_online_in_service_time_per_bucket() -> None:
     ratio = f.atms["A1"].availability.ratio(clock.t)
     assert ratio is not None and abs(ratio - 0.75) < 1e-9
     assert f.fleet_series()[-2][1] == 1.0
+
+
+def test_fleet_availability_agrees_with_the_rows() -> None:
+    """The fleet figure is the rows' ATM-time together: one ATM -> its row; two -> seconds up / observed."""
+    f, clock = fleet()
+    clock.t = 60 * 1000.0
+    f.ingest(topics.birth("A1"), birth("A1", 1))
+    clock.t += 100
+    one = f.summary(f.atms["A1"])["availability"]
+    assert f.totals()["availability"] == one == 1.0
+    f.ingest(topics.birth("A2"), birth("A2", 1))
+    clock.t += 10
+    f.ingest(topics.telemetry("A2"), telemetry("A2", 1, state="out_of_service"))
+    clock.t += 10  # A1: 120 s up of 120; A2: 10 s up of 20
+    rows = {a: f.summary(f.atms[a])["availability"] for a in ("A1", "A2")}
+    assert rows == {"A1": 1.0, "A2": 0.5}
+    assert f.totals()["availability"] == round(130 / 140, 5)
+    last = [r for _, r in f.fleet_series() if r is not None]
+    assert last and all(0.0 <= r <= 1.0 for r in last)
+
+
+def test_availability_chart_has_dated_axis_labels() -> None:
+    from atm_console.svg import availability_svg
+
+    start = 1_764_806_400.0  # 2025-12-04 00:00 UTC
+    series: list[tuple[float, float | None]] = [(start + i * 3600, 1.0) for i in range(48)]
+    svg = availability_svg(series, "Fleet availability")
+    dates = [time.strftime("%Y-%m-%d %H:%M", time.localtime(series[i][0])) for i in (0, 23, 47)]
+    for d in dates:
+        assert f">{d}</text>" in svg, d
+    assert "48 bars of 1 h, local time" in svg
 
 
 def test_sequence_gap_is_counted() -> None:

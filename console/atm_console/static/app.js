@@ -46,8 +46,12 @@ function applyBatch(b) {
     S.totals = b.totals;
   }
   if (b.brokers) for (const x of b.brokers) { if (S.totals) S.totals.broker_up = x.up; }
+  // The open drawer follows its ATM: a new event or command result, or a changed state or link.
+  const shown = S.detailShown;
   if (S.detail && ((b.events || []).some((e) => e.atm_id === S.detail) ||
-      (b.cmds || []).some((c) => c.atm_id === S.detail))) loadDetail(S.detail);
+      (b.cmds || []).some((c) => c.atm_id === S.detail) ||
+      (b.atms || []).some((a) => a.atm_id === S.detail && (!shown || a.state !== shown.state ||
+        a.online !== shown.online)))) loadDetail(S.detail);
   S.dirty = true;
 }
 
@@ -84,12 +88,18 @@ function rank(a) { return !a.online ? 0 : a.unacked ? 1 : a.alarms ? 2 : a.state
 
 function renderKpis() {
   const t = S.totals; if (!t) return;
-  $("k-atms").textContent = fmtNum(t.atms);
-  $("k-online").textContent = fmtNum(t.online);
-  $("k-offline").textContent = fmtNum(t.atms - t.online);
-  $("k-inservice").textContent = fmtNum(t.in_service);
+  // Counted from the same rows the table shows, so the header never disagrees with a row; the
+  // server's totals (sent less often) give the alarms and the ATM-time weighted availability.
+  let online = 0, inService = 0, cash = 0;
+  for (const a of S.atms.values()) {
+    online += a.online ? 1 : 0; inService += a.online && a.state === "in_service" ? 1 : 0; cash += a.cash_yuan;
+  }
+  $("k-atms").textContent = fmtNum(S.atms.size);
+  $("k-online").textContent = fmtNum(online);
+  $("k-offline").textContent = fmtNum(S.atms.size - online);
+  $("k-inservice").textContent = fmtNum(inService);
   $("k-alarms").textContent = fmtNum(t.unacked);
-  $("k-cash").textContent = fmtNum(t.cash_yuan);
+  $("k-cash").textContent = fmtNum(cash);
   const av = $("k-avail");
   av.textContent = fmtPct(t.availability);
   av.className = "v " + (t.availability === null ? "" : t.availability >= t.benchmark ? "ok-t" : "bad-t");
@@ -114,7 +124,10 @@ function renderTable() {
       a.online ? (a.silent ? "silent" : "online") : "offline");
     const lt = a.last_txn;
     const txt = lt ? `${lt.stage} ¥${lt.amount_yuan} ${fmtTime(lt.ts_ms)}` : "–";
-    const cells = [el("td", "", a.atm_id), el("td"), el("td", "st-" + a.state, a.state.replace(/_/g, " ")),
+    // An offline ATM's last reported state is history, not its state: it says offline (never green).
+    const st = a.online ? el("td", "st-" + a.state, a.state.replace(/_/g, " ")) : el("td", "st-offline", "offline");
+    if (!a.online) st.title = "last reported: " + a.state.replace(/_/g, " ");
+    const cells = [el("td", "", a.atm_id), el("td"), st,
       el("td"), el("td", "r", fmtNum(a.cash_yuan)), el("td", "", txt),
       el("td", "r " + (a.unacked ? "bad-t" : a.alarms ? "warn-t" : ""), a.alarms || ""),
       el("td", "r " + (a.availability !== null && a.availability < 0.9825 ? "bad-t" : ""), fmtPct(a.availability)),
@@ -192,6 +205,7 @@ async function loadDetail(id) {
   const d = await api(`/api/atm/${encodeURIComponent(id)}`);
   if (gen !== S.detailGen) return;
   S.detail = id;
+  S.detailShown = {state: d.state, online: d.online};
   $("detail").hidden = false;
   $("d-title").textContent = `${d.atm_id} — ${d.online ? "online" : "offline"}, ${d.state.replace(/_/g, " ")}`;
   const facts = $("d-facts"); facts.replaceChildren();
@@ -236,13 +250,12 @@ document.querySelector("#atms").addEventListener("click", (ev) => {
   if (tr) loadDetail(tr.dataset.atm).catch((e) => alert(e.message));
 });
 $("d-close").addEventListener("click", () => { $("detail").hidden = true; S.detail = null; });
+const CONFIRM = {out_of_service: (id) => `Take ${id} out of service? Customers cannot withdraw until it is put back.`};
 for (const b of document.querySelectorAll("#detail [data-action]")) {
-  b.addEventListener("click", () => command(b.dataset.action));
-}
-for (const [id, action] of [["f-replenish", "replenish"], ["f-limits", "limits"]]) {
-  $(id).addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    command(action, Object.fromEntries(new FormData(ev.target).entries()));
+  b.addEventListener("click", () => {
+    const ask = CONFIRM[b.dataset.action];
+    if (ask && !window.confirm(ask(S.detail))) { $("d-cmd-msg").textContent = "not sent"; return; }
+    command(b.dataset.action);
   });
 }
 $("filter").addEventListener("input", () => { S.dirty = true; });

@@ -317,6 +317,7 @@ class Journey:
     def operator(self, out_of_service: bool) -> None:
         """Console/bank command: take the ATM out of service (after the journey in progress) or back."""
         self._operator_oos = out_of_service
+        self._last_telemetry = -1e9  # the console sees the new state at the next loop, not telemetry_s later
 
     # ----- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
