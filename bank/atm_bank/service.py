@@ -260,7 +260,7 @@ class BankWorker:
                 db, fn = self.settler.db, self.settler.settler(job.report, job.atm)
                 locks = self.settler.locks_for(job.report, job.atm)
             elif job.abandon is not None:
-                db, fn = self.settler.db, self.settler.abandoner(job.abandon, job.atm)
+                db, fn = self.settler.db, _answered_abandon(self.settler, job.abandon, job.atm)
                 locks = self.settler.abandon_locks(job.abandon, job.atm)
             else:
                 continue
@@ -296,8 +296,12 @@ class BankWorker:
             self.counters["abandon_" + (result.outcome if isinstance(result, TxnResult) else "closed")] += 1
             what = job.abandon.txid or job.abandon.request_id
             log.warning("%s: %s abandoned %s (%s)", self.name, atm, what, job.abandon.reason)
+            # Always answered (the host keeps the abandon until an answer carries its correlation data):
+            # the transaction's state on txn/result, or the request's stored answer on auth/res.
             if isinstance(result, TxnResult):
                 self._reply(msg, atm, topics.txn_result(atm), result.model_dump_json(), _correlation(msg))
+            elif isinstance(result, str):
+                self._reply(msg, atm, topics.auth_response(atm), result, _correlation(msg))
         elif isinstance(result, TxnResult):
             self.counters["report_" + result.outcome] += 1
             self._reply(msg, atm, topics.txn_result(atm), result.model_dump_json(), _correlation(msg))
@@ -330,6 +334,30 @@ class BankWorker:
             len(msg.payload),
             str(why)[:300],
         )
+
+
+def _answered_abandon(settler: Settler, ab: TxnAbandon, atm: str) -> Callable[[Cursor], TxnResult | str]:
+    """The settler's abandon, plus an answer for every case: the ATM re-sends an unanswered abandon.
+
+    TxnResult: the transaction's state (or rejected: no such transaction of this ATM). str: the stored
+    answer (AuthResponse JSON) of the request it closed or found already answered.
+    """
+    inner = settler.abandoner(ab, atm)
+
+    def fn(cur: Cursor) -> TxnResult | str:
+        result = inner(cur)
+        if result is not None:
+            return result
+        if ab.request_id is not None:
+            row = cur.one(
+                "SELECT response FROM requests WHERE request_id=? AND atm_id=?", (ab.request_id, atm)
+            )
+            if row is not None:
+                return str(row[0])
+            return decline(ab.request_id, Reason.MALFORMED).model_dump_json()
+        return TxnResult(txid=ab.txid or "0" * 32, outcome="rejected", detail="abandon: no such transaction")
+
+    return fn
 
 
 def _correlation(msg: mqtt.MQTTMessage) -> bytes:

@@ -1,7 +1,9 @@
 """The host's one MQTT client (paho-mqtt 2, MQTT 5): birth/death, auth requests, outbox draining, commands.
 
 No other host module imports paho. Money messages go out at QoS 1 with a response topic, correlation
-data, a message expiry and an idempotency key; events and reports go through the outbox.
+data, a message expiry and an idempotency key; events and reports go through the outbox. An MCU report
+and an abandon stay in the outbox until the bank's own answer (correlation data = their answer key)
+arrives, and are re-sent with a doubling backoff until then: a PUBACK only means the broker took them.
 """
 
 import logging
@@ -40,7 +42,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from .errors import BankTimeoutError
-from .outbox import Outbox
+from .outbox import Outbox, OutboxRecord
 from .settings import LinkSettings
 
 log = logging.getLogger("atm_host.banklink")
@@ -73,6 +75,9 @@ class BankLink:
             "duplicate_responses": 0,
             "published": 0,
             "unsigned_commands": 0,
+            "resent": 0,
+            "answered": 0,
+            "broker_acks": 0,
         }
         self._command_keys = keys_from_hex(settings.command_keys)
         self.on_command: Callable[[Command], tuple[bool, str]] | None = None
@@ -84,6 +89,7 @@ class BankLink:
         self._seen_commands: OrderedDict[str, None] = OrderedDict()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
         self._early: set[int] = set()
+        self._resent: set[int] = set()  # mids of re-sent records (their PUBACK changes nothing)
         self._last_sent = 0
         self._connected = threading.Event()
         self._wake = threading.Event()
@@ -242,7 +248,8 @@ class BankLink:
     def send_report(self, txid: str, report: bytes) -> None:
         """Store the MCU's signed final report durably and send it (the bank settles the ledger with it)."""
         msg = TxnReport(atm_id=self.atm, txid=txid, report=report.hex(), ts_ms=_now_ms())
-        self.outbox.put(topics.txn_report(self.atm), msg.model_dump_json().encode())
+        # Kept until the bank's txn/result for this txid arrives (answer key = txid), not just the PUBACK.
+        self.outbox.put(topics.txn_report(self.atm), msg.model_dump_json().encode(), answer_key=txid)
         self._wake.set()
 
     def send_abandon(
@@ -266,7 +273,9 @@ class BankLink:
             detail=detail[:200],
             ts_ms=_now_ms(),
         )
-        self.outbox.put(topics.txn_abandon(self.atm), msg.model_dump_json().encode())
+        # Kept until the bank answers this abandon (its own correlation id; txn/result or auth/res).
+        key = os.urandom(16).hex()
+        self.outbox.put(topics.txn_abandon(self.atm), msg.model_dump_json().encode(), answer_key=key)
         self._wake.set()
 
     def send_telemetry(self, state: str, counters: dict[str, int], max_notes: int | None = None) -> bool:
@@ -293,6 +302,8 @@ class BankLink:
             self._wake.clear()
             try:
                 self._drain_once()
+                if self._connected.is_set():
+                    self._resend_unanswered()
             except Exception:  # the drainer must survive anything; the records stay in the outbox
                 log.exception("%s: outbox drain failed", self.atm)
 
@@ -307,28 +318,54 @@ class BankLink:
             if not batch:
                 return
             for rec in batch:
-                info = self.client.publish(rec.topic, rec.payload, qos=rec.qos)
+                info = self.client.publish(rec.topic, rec.payload, qos=rec.qos, properties=_answer_props(rec))
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return  # not connected any more: the row stays and is re-sent after reconnect
+                if rec.answer_key is not None:
+                    self.outbox.mark_sent(
+                        rec.row_id, _now_ms(), self.s.answer_retry_s, self.s.answer_retry_max_s
+                    )
                 with self._lock:
                     if info.mid in self._early:
                         self._early.discard(info.mid)
+                        self.counters["broker_acks"] += 1
                         self.outbox.ack(rec.row_id)
                     else:
                         self._inflight[info.mid] = rec.row_id
                     self._last_sent = rec.row_id
                 self.counters["published"] += 1
 
+    def _resend_unanswered(self) -> None:
+        """Re-send the reports/abandons whose answer is overdue (the bank answers a repeat from its store)."""
+        for rec in self.outbox.due(_now_ms(), limit=self.s.outbox_window):
+            if not self._connected.is_set() or self._stop.is_set():
+                return
+            info = self.client.publish(rec.topic, rec.payload, qos=rec.qos, properties=_answer_props(rec))
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            self.outbox.mark_sent(rec.row_id, _now_ms(), self.s.answer_retry_s, self.s.answer_retry_max_s)
+            with self._lock:
+                if info.mid in self._early:
+                    self._early.discard(info.mid)
+                else:
+                    self._resent.add(info.mid)
+            self.counters["resent"] += 1
+            log.warning("%s: no answer yet to %s (row %d): re-sent", self.atm, rec.topic, rec.row_id)
+
     def _on_publish(
         self, client: mqtt.Client, userdata: object, mid: int, rc: ReasonCode, props: Properties | None
     ) -> None:
         with self._lock:
+            if mid in self._resent:
+                self._resent.discard(mid)
+                return
             row = self._inflight.pop(mid, None)
             if row is None:
                 self._early.add(mid)
                 if len(self._early) > 10000:
                     self._early.clear()
                 return
+            self.counters["broker_acks"] += 1
         self.outbox.ack(row)
         self._wake.set()
 
@@ -344,6 +381,15 @@ class BankLink:
             log.exception("%s: error handling %s", self.atm, msg.topic)
 
     def _dispatch(self, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic in (topics.auth_response(self.atm), topics.txn_result(self.atm)):
+            corr: Any = (
+                getattr(msg.properties, "CorrelationData", None) if msg.properties is not None else None
+            )
+            if isinstance(corr, bytes | bytearray) and corr and self.outbox.settle(bytes(corr).hex()):
+                self.counters["answered"] += 1  # the bank's own answer to a stored report or abandon
+                self._wake.set()
+                if msg.topic == topics.auth_response(self.atm):
+                    return  # an abandon's answer (the request's stored decline), not a waiting request's
         if msg.topic == topics.auth_response(self.atm):
             self._auth_response(msg)
         elif msg.topic == topics.txn_result(self.atm):
@@ -407,3 +453,12 @@ class BankLink:
         result = CommandResult(command_id=cmd.command_id, atm_id=self.atm, ok=ok, detail=detail[:200])
         self.outbox.put(topics.command_result(self.atm), result.model_dump_json().encode())
         self._wake.set()
+
+
+def _answer_props(rec: OutboxRecord) -> Properties | None:
+    """Correlation data for a record the bank must answer (its answer key), else none."""
+    if rec.answer_key is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)
+    props.CorrelationData = bytes.fromhex(rec.answer_key)
+    return props

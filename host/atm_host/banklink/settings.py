@@ -22,6 +22,15 @@ class LinkSettings(BrokerSettings):
     retry_s: float = Field(
         default=2.0, gt=0, le=30, description="Re-send an unanswered auth request after this."
     )
+    answer_retry_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Re-send a report/abandon the bank has not answered after this (doubling per try).",
+    )
+    answer_retry_max_s: float = Field(
+        default=120.0, gt=0, le=3600, description="Longest wait between re-sends of an unanswered record."
+    )
     host_version: str = Field(default="0.1.0", description="Host software version in the birth message.")
     command_keys: tuple[str, ...] = Field(
         default=(),
