@@ -10,6 +10,7 @@ on an otherwise idle link, and at saturation as emulated time per command.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import sys
@@ -56,6 +57,29 @@ def round_trips(client: DispenserClient, board: RP2040Board, n: int) -> list[flo
         t0 = _emu_ms(board)
         client.status()
         out.append(_emu_ms(board) - t0)
+    return out
+
+
+def wire_bytes(board: RP2040Board) -> tuple[int, int]:
+    s = board.bridge_stats()
+    return int(s["rxBytes"]), int(s["txBytes"])
+
+
+def parse_cost(client: DispenserClient, board: RP2040Board, n: int, runs: int) -> list[float]:
+    """Emulated us per received byte: `n` bytes of line noise (0x55, no frame in it) written just ahead
+    of a status command delay its answer by the time the firmware takes to scan them (when that is
+    slower than the wire; else the figure is the wire's own byte time, a bound)."""
+    base = statistics.median(round_trips(client, board, 10))
+    fd = os.open(board.port, os.O_WRONLY | os.O_NOCTTY)  # a second writer on the same line
+    out: list[float] = []
+    try:
+        for _ in range(runs):
+            t0 = _emu_ms(board)
+            os.write(fd, b"\x55" * n)
+            client.status()
+            out.append((_emu_ms(board) - t0 - base) * 1000 / n)
+    finally:
+        os.close(fd)
     return out
 
 
@@ -131,8 +155,28 @@ def main(argv: list[str] | None = None) -> int:
                 if baud == 115200:
                     add("boot to first byte on the UART", board.boot_emu_ns[0] / 1e6, None, "ms")
                 _setup(client, 2000)
+                rx0, tx0 = wire_bytes(board)
                 rt = round_trips(client, board, args.round_trips)
+                rx1, tx1 = wire_bytes(board)
                 add(f"status round trip, {baud} baud", statistics.median(rt), _pct(rt, 0.95), "ms")
+                wire_ms = ((rx1 - rx0) + (tx1 - tx0)) / args.round_trips * 10 / baud * 1000
+                service = [r - wire_ms for r in rt]
+                add(
+                    f"firmware time per command, {baud} baud",
+                    statistics.median(service),
+                    _pct(service, 0.95),
+                    "ms",
+                    f"status round trip minus {wire_ms:.2f} ms of wire time; {NOTE}",
+                )
+                pc = parse_cost(client, board, 512, 5)
+                byte_note = f"wire byte time {1e7 / baud:.1f} us; {NOTE}"
+                add(
+                    f"CPU per received byte, {baud} baud",
+                    statistics.median(pc),
+                    _pct(pc, 0.95),
+                    "us",
+                    byte_note,
+                )
                 cps, share = throughput(client, board, args.commands, baud)
                 add(f"throughput, {baud} baud", cps, None, "cmd/s", f"{share * 100:.0f}% of wire; {NOTE}")
                 if baud == 115200:
