@@ -390,20 +390,40 @@ class _Decider:
 
     def __init__(self, bank: Bank, req: AuthRequest, topic_atm: str, prefetch: bool) -> None:
         self.bank, self.req, self.topic_atm, self.prefetch = bank, req, topic_atm, prefetch
+        # The signature is checked here, outside the lock (public-key work in parallel); the decision's
+        # clock is read again under the lock (_tick): a decider that waited for the lock behind a later
+        # attempt of the same customer must not decide in that attempt's past (TOO_FREQUENT).
         self.now = bank.clock()
         self.now_ms = int(self.now * 1000)
         self.token = bank._check_token(req.qr_token, self.now)  # pyright: ignore[reportPrivateUsage]
         self.day = business_day(self.now_ms, bank.cfg.limits.day_utc_offset_hours)
+        self._ticked: Cursor | None = None
         claimed = self.token.claimed
         self.customer_id, self.account_id = (claimed.customer_id, claimed.account_id) if claimed else (-1, -1)
         self.nonce_hex = claimed.nonce.hex() if claimed else ""
         self._early: tuple[Cursor, Callable[[], snapshot.Snapshot]] | None = None
 
+    def _tick(self, cur: Cursor) -> None:
+        """Read the decision clock (inside the transaction, under the subjects' locks)."""
+        now = max(self.bank.clock(), self.now)
+        if now != self.now:
+            self.now, self.now_ms = now, int(now * 1000)
+            self.day = business_day(self.now_ms, self.bank.cfg.limits.day_utc_offset_hours)
+            verified = self.token.verified
+            skew = self.bank.cfg.tokens.clock_skew_s
+            if verified is not None and now > verified.expires_at + skew:  # expired while it waited
+                self.token = _TokenCheck(self.token.claimed, None, Reason.TOKEN_EXPIRED)
+        self._ticked = cur
+
     def prepare(self, cur: Cursor) -> None:
+        self._tick(cur)
         if self.prefetch:
             self._early = (cur, self._read(cur))
 
     def __call__(self, cur: Cursor) -> Decision:
+        if self._ticked is not cur:
+            self._tick(cur)
+        self._ticked = None  # a savepoint rerun reads the clock again
         early, self._early = self._early, None
         snap = early[1]() if early is not None and early[0] is cur else self._read(cur)()
         return self.bank._decide_one(self, cur, snap)  # pyright: ignore[reportPrivateUsage]

@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from atm_msg import mqtt as msg_mqtt
 from atm_msg import topics
 from atm_msg.reasons import Reason
-from atm_msg.schemas import AuthRequest, FleetConfig, TxnAbandon, TxnReport, TxnResult
+from atm_msg.schemas import MAX_MESSAGE_BYTES, AuthRequest, FleetConfig, TxnAbandon, TxnReport, TxnResult
 from atm_msg.settings import BrokerSettings
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -44,6 +44,8 @@ SESSION_EXPIRY_S = 3600
 # Messages per transaction. Bounded so one commit never holds the write lock (and the first request of
 # the batch) for long; below the broker's max_inflight_messages (100), so a full batch is always possible.
 BATCH_MAX = 64
+_REQ_OPTS = SubscribeOptions(qos=1, retainAsPublished=True)
+__all__ = ["MAX_MESSAGE_BYTES", "BankWorker", "wait_connected"]
 
 
 def _props(**values: Any) -> Properties:
@@ -145,9 +147,11 @@ class BankWorker:
         group = self.group
         client.subscribe(
             [
-                (topics.shared(topics.auth_request("+"), group), SubscribeOptions(qos=1)),
-                (topics.shared(topics.txn_report("+"), group), SubscribeOptions(qos=1)),
-                (topics.shared(topics.txn_abandon("+"), group), SubscribeOptions(qos=1)),
+                # retainAsPublished: a request published with the retain flag is recognisable live
+                # too, not only when the broker replays it to a (re)starting worker.
+                (topics.shared(topics.auth_request("+"), group), _REQ_OPTS),
+                (topics.shared(topics.txn_report("+"), group), _REQ_OPTS),
+                (topics.shared(topics.txn_abandon("+"), group), _REQ_OPTS),
             ]
         )
         client.publish(f"{topics.BANK_STATE}/{self.name}", b"online", qos=1, retain=True)
@@ -217,6 +221,13 @@ class BankWorker:
 
     def _parse(self, msg: mqtt.MQTTMessage) -> _Job | None:
         """A job to decide, or None when the message was answered (malformed) or ignored here."""
+        if len(msg.payload) > MAX_MESSAGE_BYTES:  # the broker's bound, checked again: never parse it
+            self.counters["oversize"] += 1
+            log.warning("%s: %d-byte message on %s refused unparsed", self.name, len(msg.payload), msg.topic)
+            return None
+        if msg.retain:
+            self._retained(msg)
+            return None
         atm = topics.atm_of(msg.topic)
         if atm is None:
             self._malformed(msg, "topic")
@@ -324,6 +335,19 @@ class BankWorker:
         if corr:
             props.CorrelationData = corr
         self.client.publish(topic, body, qos=1, properties=props)
+
+    def _retained(self, msg: mqtt.MQTTMessage) -> None:
+        """A request with the retain flag: dropped, counted, logged, and cleared on the broker.
+
+        A retained request would be replayed to every worker that (re)subscribes (once: 1 publish,
+        3 answers). mosquitto 2.0 cannot refuse the retain flag per topic, so the bank clears it (an
+        empty retained publish); the empty message that comes back is dropped silently.
+        """
+        if not msg.payload:
+            return
+        self.counters["retained_dropped"] += 1
+        log.warning("%s: retained request on %s dropped and cleared", self.name, msg.topic)
+        self.client.publish(msg.topic, b"", qos=1, retain=True)
 
     def _malformed(self, msg: mqtt.MQTTMessage, why: object) -> None:
         self.counters["malformed"] += 1

@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .reasons import Reason
 
 SCHEMA_VERSION = 1
+# The bound on one MQTT payload: the largest legitimate message, an AuthRequest with a 1,024-float face
+# embedding, is about 26 KB of JSON (tests/bank/test_hardening.py builds the worst case). The broker
+# refuses bigger publishes (message_size_limit, deploy/mosquitto) and the bank refuses them unparsed.
+MAX_MESSAGE_BYTES = 65536
 
 Hex16 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="16 bytes as lower-case hex.")]
 Hex8 = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$", description="8 bytes as lower-case hex.")]
@@ -19,9 +23,14 @@ Digits = Annotated[str, Field(pattern=r"^[0-9]{2,8}$", description="Digits typed
 
 
 class Msg(BaseModel):
-    """Base of every payload: strict, immutable, versioned."""
+    """Base of every payload: strict, immutable, versioned.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    strict: no coercion, in JSON or Python: "100" is not an int, true is not 1, 1 is not true, 1.0 is
+    not an int ("100" was once approved and paid, true once became 1 yuan). Enum fields take their
+    values' text (see AuthResponse.reason).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     v: Literal[1] = Field(default=1, description="Schema version.")
 
 
@@ -122,7 +131,9 @@ class AuthResponse(Msg):
 
     request_id: Hex16 = Field(description="The request answered.")
     decision: Literal["approve", "decline"] = Field(description="The outcome.")
-    reason: Reason | None = Field(default=None, description="Decline reason code (None on approve).")
+    reason: Reason | None = Field(
+        default=None, strict=False, description="Decline reason code (None on approve); its text or the enum."
+    )
     message: str = Field(default="", max_length=120, description="Text the ATM may show.")
     txid: Hex16 | None = Field(default=None, description="Transaction id on approve.")
     amount_yuan: int = Field(default=0, ge=0, description="Amount approved.")
