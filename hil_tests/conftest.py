@@ -42,10 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _targets(name: str, own: bool) -> list[str]:
+    if own:  # the emulated chip's own tests (flash layout, sampled power cuts): always on the emulator
+        return ["rp2040"]
     if HIL_TARGET != "sim":
         return [HIL_TARGET]
-    if own:
-        return ["rp2040"]
     return ["sim", "rp2040"] if name in RP2040_CI else ["sim"]
 
 
@@ -79,9 +79,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not HIL_PORT:
         return
     skip = pytest.mark.skip(reason="needs the simulated board's control channel (HIL_PORT is a real board)")
+    emulator = pytest.mark.skip(reason="a test of the emulated RP2040 itself (HIL_PORT is a real board)")
     for item in items:
         if "sim_only" in item.keywords:
             item.add_marker(skip)
+        elif item.get_closest_marker("rp2040") is not None:
+            item.add_marker(emulator)
 
 
 @pytest.fixture
