@@ -30,6 +30,8 @@ def _read_secret(path: Path, what: str) -> str:
 
 def _tls(args: argparse.Namespace) -> dict[str, object]:
     """uvicorn's TLS options from --tls-cert/--tls-key/--client-ca (client certificates required)."""
+    if args.require_client_cert and not args.client_ca:
+        raise ConfigError("--require-client-cert needs --client-ca (the CA that signs operator certificates)")
     if not args.tls_cert and not args.tls_key and not args.client_ca:
         return {}
     if not args.tls_cert or not args.tls_key:
@@ -48,8 +50,6 @@ def _tls(args: argparse.Namespace) -> dict[str, object]:
     if args.client_ca:
         opts["ssl_ca_certs"] = str(args.client_ca)
         opts["ssl_cert_reqs"] = ssl.CERT_REQUIRED if args.require_client_cert else ssl.CERT_OPTIONAL
-    elif args.require_client_cert:
-        raise ConfigError("--require-client-cert needs --client-ca (the CA that signs operator certificates)")
     return opts
 
 
