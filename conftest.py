@@ -2,7 +2,8 @@
 
 `./atm test` must not pass on a machine without mosquitto, PostgreSQL, Chromium or Playwright: every
 `pytest.skip`, `importorskip` or skip marker is reported as a failure carrying the skip's reason. The
-only skip allowed is the documented one: sim-only HIL tests when HIL_PORT names a real board.
+only skips allowed are hil_tests/conftest.py's, when HIL_PORT names a real board: the sim-only tests and
+the emulated RP2040's own tests cannot run against it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ import pytest
 pytest_plugins = ("pytester",)  # tests/test_no_skips.py runs a throw-away suite through this rule
 
 
+REAL_BOARD_SKIPS = ("sim_only", "rp2040")  # markers hil_tests/conftest.py skips when HIL_PORT is set
+
+
 def _allowed(item: pytest.Item | None) -> bool:
-    return bool(item is not None and os.environ.get("HIL_PORT") and item.get_closest_marker("sim_only"))
+    if item is None or not os.environ.get("HIL_PORT"):
+        return False
+    return any(item.get_closest_marker(name) is not None for name in REAL_BOARD_SKIPS)
 
 
 def _reason(longrepr: object) -> str:

@@ -45,3 +45,28 @@ def test_a_module_level_importorskip_fails_the_collection(pytester: pytest.Pytes
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     assert result.ret != 0
+
+
+def test_only_the_real_board_skips_are_allowed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeconftest(ROOT_CONFTEST)
+    pytester.makeini("[pytest]\nmarkers =\n    sim_only: x\n    rp2040: x\n")
+    pytester.makepyfile(
+        test_board="""
+        import pytest
+
+        @pytest.mark.sim_only
+        @pytest.mark.skip(reason="HIL_PORT is a real board")
+        def test_sim_only():
+            pass
+
+        @pytest.mark.skip(reason="no broker")
+        def test_other():
+            pass
+        """
+    )
+    monkeypatch.setenv("HIL_PORT", "/dev/ttyACM0")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(skipped=1, errors=1)  # a marker skip: setup
+    monkeypatch.delenv("HIL_PORT")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(errors=2)
