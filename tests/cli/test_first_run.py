@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -222,3 +223,17 @@ def test_demo_password_file_must_be_readable(tmp_path: Path) -> None:
     res = py("-m", "atm_tools.demo", "--password-file", str(tmp_path / "nope"))
     assert res.returncode == 2
     assert "password file" in one_error_line(res)
+
+
+def test_demo_walks_a_withdrawal_in_words_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """`./atm demo` end to end: exit 0, the summary in words, its workdir removed (kept with --keep)."""
+    env = dict(os.environ, TMPDIR=str(tmp_path), ATM_CONSOLE_PASSWORD="demo-password-123")
+    res = run([ATM, "demo"], timeout_s=300, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout
+    assert "Cash taken - thank you" in out and "bank ledger: debited" in out
+    assert "last 4 digits of the account number (0042) and of the mobile number (0000)" in out
+    assert "demo-password-123" not in out and "(your password)" in out  # from the environment, not shown
+    assert "INFO:" not in out + res.stderr  # no TFLite runtime chatter
+    assert not re.search(r"\[\d+, \d+", out), "a Python list in the user output"
+    assert list(tmp_path.iterdir()) == []  # /tmp/atm-demo-* removed
