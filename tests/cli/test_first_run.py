@@ -139,10 +139,21 @@ def _bank_config(tmp_path: Path) -> Path:
     return cfg
 
 
-def bank(tmp_path: Path, config: Path, key: Path, cmd: str) -> subprocess.CompletedProcess[str]:
+def bank(tmp_path: Path, config: Path, key: Path, cmd: str, *extra: str) -> subprocess.CompletedProcess[str]:
     """`atm_bank serve|worker` against a port where no broker listens."""
     db = f"sqlite:///{tmp_path / 'b.db'}"
-    args = ["--db", db, "--config", str(config), "--signing-key", str(key), cmd, "--port", str(free_port())]
+    args = [
+        "--db",
+        db,
+        "--config",
+        str(config),
+        "--signing-key",
+        str(key),
+        cmd,
+        "--port",
+        str(free_port()),
+        *extra,
+    ]
     return py("-m", "atm_bank", *args, timeout_s=60)
 
 
@@ -237,3 +248,31 @@ def test_demo_walks_a_withdrawal_in_words_and_leaves_nothing_behind(tmp_path: Pa
     assert "INFO:" not in out + res.stderr  # no TFLite runtime chatter
     assert not re.search(r"\[\d+, \d+", out), "a Python list in the user output"
     assert list(tmp_path.iterdir()) == []  # /tmp/atm-demo-* removed
+
+
+def test_passwords_come_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    """Never only argv (visible in ps): console adduser reads a file or $ATM_CONSOLE_PASSWORD."""
+    from atm_console.auth import Auth
+    from atm_console.store import Store
+
+    db = tmp_path / "c.db"
+    (tmp_path / "pw").write_text("from-a-file-123\n")
+    res = py("-m", "atm_console", "adduser", "--db", str(db), "--username", "alice",
+             "--password-file", str(tmp_path / "pw"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    env = dict(os.environ, ATM_CONSOLE_PASSWORD="from-the-env-456")
+    res = py("-m", "atm_console", "adduser", "--db", str(db), "--username", "bob", env=env)
+    assert res.returncode == 0, res.stderr
+    store = Store(db)
+    try:
+        auth = Auth(store)
+        assert auth.login("alice", "from-a-file-123")[1].username == "alice"
+        assert auth.login("bob", "from-the-env-456")[1].username == "bob"
+    finally:
+        store.close()
+    res = py("-m", "atm_console", "adduser", "--db", str(db), "--username", "carol",
+             "--password-file", str(tmp_path / "missing"))  # fmt: skip
+    assert res.returncode == 2 and "password file" in one_error_line(res)
+    res = bank(tmp_path, _bank_config(tmp_path), _bank_key(tmp_path), "serve", "--password-file",
+               str(tmp_path / "missing"))  # fmt: skip
+    assert res.returncode == 2 and "password file" in one_error_line(res)
