@@ -51,7 +51,8 @@ def run(host: str, port: int, out: TextIO = sys.stdout, duration_s: float | None
     link = FleetLink(settings, on_message, client_id=f"atm-console-tail-{time.time_ns()}", persistent=False)
     link.start()
     if not link.wait_connected(10):
-        print(f"cannot reach the broker at {host}:{port}", file=sys.stderr)
+        print(f"error: no MQTT broker at {host}:{port} after 10 s; start mosquitto or pass --host/--port",
+              file=sys.stderr)  # fmt: skip
         link.stop()
         return 2
     print(f"following the fleet on {host}:{port} (Ctrl-C to stop)", file=out, flush=True)

@@ -125,6 +125,9 @@ def test_console_serve_without_a_broker(tmp_path: Path) -> None:
              "--http-port", "0")  # fmt: skip
     assert res.returncode == 3
     assert "no MQTT broker" in one_error_line(res)
+    res = py("-m", "atm_console", "tail", "--port", str(free_port()), "--duration", "1")
+    assert res.returncode == 2
+    assert "no MQTT broker" in one_error_line(res)
 
 
 def _bank_key(tmp_path: Path) -> Path:

@@ -1,12 +1,12 @@
 """The face pipeline: detect, pick the customer, align, quality gate, embed, compare, liveness."""
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from .align import align_face
-from .challenge import Challenge, ChallengeState, ChallengeTracker
+from .challenge import Challenge
 from .config import VisionConfig
 from .detector import BlazeFace, Detection, pick_customer
 from .embedder import make_embedder
@@ -18,6 +18,7 @@ from .liveness import PassiveLiveness, PassiveResult
 from .manifest import ModelEntry, load_manifest
 from .quality import LOOK_AT_CAMERA, QualityReport, assess, require
 from .runtime import TfliteModel, load_model
+from .session import ChallengeOutcome, FaceSession
 from .template import Template, compare, make_template
 
 T = TypeVar("T")
@@ -152,26 +153,20 @@ class FacePipeline:
             return self.eyes(frame, mesh).openness()
         return mesh.eye_openness()
 
-    def run_challenge(self, frames: Iterable[Frame], challenge: Challenge) -> ChallengeState:
-        """Active liveness over consecutive frames; FAILED if they run out or a second face appears.
+    def run_challenge(
+        self,
+        frames: Iterable[Frame],
+        challenge: Challenge,
+        reference: Sequence[FloatArray] = (),
+        box: tuple[float, float, float, float] | None = None,
+    ) -> ChallengeOutcome:
+        """Active liveness over consecutive frames with the face tracked and re-identified on each one.
 
-        Every frame: detect, face mesh (yaw, face shape); for a blink also the eyes (`eye_openness`).
+        `reference`: embeddings of the frames seen before the challenge (every challenge frame must be
+        that person); `box`: the last face box seen before it. See session.FaceSession for the checks;
+        the outcome's `probe` holds the challenge's own good frames for verification.
         """
-        tracker = ChallengeTracker(challenge, self.config.challenge)
-        for frame in frames:
-            try:
-                face = self.find_customer(frame)
-            except NoFaceError:
-                continue  # a blink or turn may lose the face for a frame
-            except MultipleFacesError:
-                return ChallengeState.FAILED  # someone else stepped in: start again
-            mesh = self.mesh(frame, face)
-            blink = challenge is Challenge.BLINK
-            openness = self.eye_openness(frame, mesh) if blink else mesh.eye_openness()
-            state = tracker.update(openness, mesh.yaw_deg(), mesh.height_ratio())
-            if state is not ChallengeState.PENDING:
-                return state
-        return ChallengeState.FAILED
+        return FaceSession(self, challenge, reference, box).run(frames)
 
     def enroll(self, frame: Frame) -> Template:
         """A template from one good frame."""
