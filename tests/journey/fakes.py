@@ -12,7 +12,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +24,7 @@ from atm_host.link.errors import CommandFailed, LinkTimeout, PortError
 from atm_host.link.events import EventBus, EventSubscription
 from atm_host.vision import quality
 from atm_host.vision.challenge import Challenge, ChallengeState
-from atm_host.vision.config import VisionConfig
+from atm_host.vision.config import LivenessConfig, VisionConfig
 from atm_host.vision.detector import Detection
 from atm_host.vision.errors import MultipleFacesError, NoFaceError, QualityError, VisionError
 from atm_host.vision.frame import FloatArray, Frame
@@ -32,6 +32,7 @@ from atm_host.vision.liveness import PassiveResult, Verdict
 from atm_host.vision.manifest import ModelEntry, load_manifest
 from atm_host.vision.pipeline import FaceSample
 from atm_host.vision.quality import QualityReport
+from atm_host.vision.session import ChallengeOutcome
 from atm_msg import qrtoken
 from atm_msg.denominate import denominate
 from atm_msg.errors import MsgError
@@ -116,10 +117,13 @@ class FakePipeline:
     """The face pipeline's interface (ports.FacePipe) answering from the scene value of each frame."""
 
     def __init__(self, challenge: str = "pass") -> None:
-        self.config = VisionConfig()
+        # LIVE frames skip the challenge here so each path (passive, challenge) is walked on its own; the
+        # production default (every customer does the challenge) is tested in tests/vision/test_pad*.py.
+        self.config = VisionConfig(liveness=LivenessConfig(passive_skips_challenge=True))
         self.embedder_entry = _embedder_entry(self.config)
         self.challenge = challenge  # pass, fail, or hang (consume frames until the journey stops it)
         self.challenges: list[Challenge] = []
+        self.references: list[int] = []  # how many probe frames each challenge was given as reference
         self.samples = 0
         rng = np.random.default_rng(7)
         emb = rng.standard_normal(128).astype(np.float32)
@@ -152,17 +156,24 @@ class FakePipeline:
             return PassiveResult(0.8, (0.8, 0.8), Verdict.UNCERTAIN)
         return PassiveResult(0.97, (0.97, 0.97), Verdict.LIVE)
 
-    def run_challenge(self, frames: Iterable[Frame], challenge: Challenge) -> ChallengeState:
+    def run_challenge(
+        self,
+        frames: Iterable[Frame],
+        challenge: Challenge,
+        reference: Sequence[FloatArray] = (),
+        box: tuple[float, float, float, float] | None = None,
+    ) -> ChallengeOutcome:
         self.challenges.append(challenge)
+        self.references.append(len(reference))
         it = iter(frames)
         next(it)
-        if self.challenge == "pass":
-            return ChallengeState.PASSED
+        if self.challenge == "pass":  # the challenge's own frames come back as probe frames
+            return ChallengeOutcome(ChallengeState.PASSED, probe=((self._embedding.copy(), 0.9),))
         if self.challenge == "fail":
-            return ChallengeState.FAILED
+            return ChallengeOutcome(ChallengeState.FAILED, "no blink was seen in time")
         for _ in it:  # "hang": the journey's deadline or cancel ends it (raised through the iterator)
             pass
-        return ChallengeState.FAILED
+        return ChallengeOutcome(ChallengeState.FAILED, "not done")
 
 
 # ----- dispenser MCU -------------------------------------------------------------------------------

@@ -143,12 +143,12 @@ def test_scripted_live_customer_passes_a_turn_challenge(
         camera = _camera()
         camera.show_customer(person)
         camera.perform(challenge)
-        assert pipe.run_challenge(_frames(camera, ACT_FRAMES), challenge) is ChallengeState.PASSED, name
+        assert pipe.run_challenge(_frames(camera, ACT_FRAMES), challenge).state is ChallengeState.PASSED, name
     name, person = people[0]
     camera = _camera()
     camera.show_customer(person)
     camera.perform(other)  # turning the other way does not answer the challenge
-    assert pipe.run_challenge(_frames(camera, ACT_FRAMES), challenge) is ChallengeState.FAILED, name
+    assert pipe.run_challenge(_frames(camera, ACT_FRAMES), challenge).state is ChallengeState.FAILED, name
 
 
 def test_scripted_live_customer_passes_a_blink_challenge(
@@ -159,7 +159,7 @@ def test_scripted_live_customer_passes_a_blink_challenge(
         camera.show_customer(person)
         camera.perform(Challenge.BLINK)
         frames = _frames(camera, ACT_FRAMES)
-        assert pipe.run_challenge(frames, Challenge.BLINK) is ChallengeState.PASSED, name
+        assert pipe.run_challenge(frames, Challenge.BLINK).state is ChallengeState.PASSED, name
 
 
 def test_a_photo_at_the_camera_fails_every_challenge(
@@ -174,7 +174,7 @@ def test_a_photo_at_the_camera_fails_every_challenge(
             camera.show_frame(frame, "face")
             camera.perform(challenge)
             frames = _frames(camera, ACT_FRAMES)
-            assert pipe.run_challenge(frames, challenge) is ChallengeState.FAILED, challenge
+            assert pipe.run_challenge(frames, challenge).state is ChallengeState.FAILED, challenge
 
 
 def _held_up(still: Frame, k: int, squash: float = 1.0) -> Frame:
@@ -222,7 +222,7 @@ def test_a_photos_noise_and_jitter_never_read_as_a_blink(
         base = float(np.mean(readings[: cfg.baseline_frames]))
         assert min(readings) > 0.88 * base, i  # far from the 0.75 of a closure
         if i == 0:
-            assert pipe.run_challenge(frames, Challenge.BLINK) is ChallengeState.FAILED
+            assert pipe.run_challenge(frames, Challenge.BLINK).state is ChallengeState.FAILED
 
 
 def test_a_photo_tilted_back_does_not_pass_as_a_blink(pipe: FacePipeline, held_photos: list[Frame]) -> None:
@@ -230,7 +230,7 @@ def test_a_photo_tilted_back_does_not_pass_as_a_blink(pipe: FacePipeline, held_p
     with them: the face-shape check refuses the closure; without it the tilt would pass."""
     squash = (1.0, 1.0, 1.0, 1.0, 0.9, 0.8, 0.7, 0.6, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0)
     frames = [_held_up(held_photos[0], k, s) for k, s in enumerate(squash)]
-    assert pipe.run_challenge(frames, Challenge.BLINK) is ChallengeState.FAILED
+    assert pipe.run_challenge(frames, Challenge.BLINK).state is ChallengeState.FAILED
     loose = ChallengeTracker(Challenge.BLINK, ChallengeConfig(blink_max_shape_change=0.9))
     states: list[ChallengeState] = []
     for f in frames:
@@ -264,7 +264,7 @@ def test_the_customer_reads_the_challenge_off_the_screen(
     assert all(camera.read() is person.frame for _ in range(5)), name  # nothing asked: looks at the camera
     shown[0] = Challenge.TURN_LEFT
     ok = pipe.run_challenge(_frames(camera, ACT_FRAMES), Challenge.TURN_LEFT)
-    assert ok is ChallengeState.PASSED
+    assert ok.state is ChallengeState.PASSED
     assert camera.performed == [Challenge.TURN_LEFT]
     shown[0] = None
     assert camera.read() is person.frame  # the prompt is gone: back to looking at the camera
@@ -316,7 +316,7 @@ def test_demo_customer_is_chosen_from_whatever_faces_exist(
         camera.show_customer(person)
         camera.perform(Challenge.TURN_LEFT)
         frames = _frames(camera, ACT_FRAMES)
-        assert pipe.run_challenge(frames, Challenge.TURN_LEFT) is ChallengeState.PASSED
+        assert pipe.run_challenge(frames, Challenge.TURN_LEFT).state is ChallengeState.PASSED
 
 
 def test_demo_customer_needs_two_usable_photos(

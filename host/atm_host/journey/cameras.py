@@ -53,7 +53,8 @@ def sitter_from_photo(pipe: FacePipeline, photo: Frame) -> Sitter:
     )
     centre = np.asarray(face.keypoints[0:2], dtype=np.float32).mean(axis=0)
     sides = (float(mesh.points[CHEEK_RIGHT, 0]), float(mesh.points[CHEEK_LEFT, 0]))
-    return Sitter(photo, face.eye_distance, (float(centre[0]), float(centre[1])), eyes, sides)
+    mesh_xyz = np.asarray(mesh.points, dtype=np.float32)  # depth: the turn has the face's parallax
+    return Sitter(photo, face.eye_distance, (float(centre[0]), float(centre[1])), eyes, sides, mesh_xyz)
 
 
 def challenge_on_screen(snap: Snapshot) -> Challenge | None:

@@ -657,6 +657,7 @@ class Journey:
         unsure: list[tuple[np.ndarray, float, float]] = []
         attacks = 0
         first_seen = 0.0
+        box: tuple[float, float, float, float] | None = None
         while True:
             self._check_deadline()
             frame, t = self._read_frame()
@@ -666,14 +667,17 @@ class Journey:
             except NoFaceError:
                 self._guide(["no_face"])
                 good.clear()
+                unsure.clear()  # the probe frames must be one face in view without a break
                 continue
             except MultipleFacesError:
                 self._guide(["many_faces"])
                 good.clear()
+                unsure.clear()
                 continue
             except QualityError as exc:
                 self._guide(exc.reasons)
                 good.clear()
+                unsure.clear()
                 continue
             except VisionError as exc:
                 log.warning("face frame failed: %s", exc)
@@ -689,10 +693,11 @@ class Journey:
                     self._attack_event(ctx, live.p_real)
                     raise Refused("attack", f"presentation attack suspected (p_real {live.p_real:.3f})")
                 continue
-            if live.verdict is Verdict.UNCERTAIN:
-                unsure.append(entry)
+            box = sample.detection.box
+            if live.verdict is Verdict.UNCERTAIN or not self.pipe.config.liveness.passive_skips_challenge:
+                unsure.append(entry)  # passive liveness alone cannot vouch (docs/vision.md, "PAD")
                 if len(unsure) >= self.cfg.face_frames:
-                    return self._challenge(ctx, unsure, first_seen)
+                    return self._challenge(ctx, unsure, first_seen, box)
                 continue
             good.append(entry)
             if len(good) >= self.cfg.face_frames:
@@ -721,7 +726,13 @@ class Journey:
             detail.update(customer=tok.customer_id, account=tok.account_id)
         self.bank.send_event("presentation_attack", "alarm", detail)
 
-    def _challenge(self, ctx: _Ctx, unsure: list[tuple[np.ndarray, float, float]], first: float) -> FaceProbe:
+    def _challenge(
+        self,
+        ctx: _Ctx,
+        unsure: list[tuple[np.ndarray, float, float]],
+        first: float,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> FaceProbe:
         """Passive liveness is unsure: ask for a blink or a head turn (face mesh and eyes across frames)."""
         challenge = random_challenge()
         key = {Challenge.BLINK: "blink", Challenge.TURN_LEFT: "turn_left", Challenge.TURN_RIGHT: "turn_right"}
@@ -733,19 +744,21 @@ class Journey:
                 self._check_deadline()
                 yield self._read_frame()[0]
 
-        try:
-            state = self.pipe.run_challenge(frames(), challenge)
+        try:  # the same face must do the challenge: tracked and re-identified on every frame
+            out = self.pipe.run_challenge(frames(), challenge, [e for e, _, _ in unsure], box)
+            state, why = out.state, out.reason
         except StepTimeout:
-            state = ChallengeState.FAILED
-        if state is not ChallengeState.PASSED:
+            out, state, why = None, ChallengeState.FAILED, "not done in time"
+        if state is not ChallengeState.PASSED or out is None:
             self.counters["attacks"] += 1
             self._attack_event(ctx, min(p for _, p, _ in unsure))
-            raise Refused("attack", "active liveness challenge not passed")
+            raise Refused("attack", f"active liveness challenge not passed: {why}")
         ctx.timings.mark("face_seen", first)
         ctx.timings.mark("face_ok", self.clock())
         # A passed challenge vouches for liveness at the acceptance level (documented in docs/journey.md).
         accept = self.pipe.config.liveness.accept
-        return self._probe(unsure, max(accept, min(p for _, p, _ in unsure)))
+        during = [(e, accept, q) for e, q in out.probe]  # the verified face is the one that did it
+        return self._probe(unsure + during, max(accept, min(p for _, p, _ in unsure)))
 
     # ----- keypad: SECOND_CHECK and AMOUNT ---------------------------------------------------------
     def _next_key(self) -> str:

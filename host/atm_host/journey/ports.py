@@ -1,6 +1,6 @@
 """The small interfaces the journey drives: camera, dispenser, face pipeline, bank (real classes fit them)."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from atm_msg.schemas import (
@@ -16,13 +16,14 @@ from atm_msg.schemas import (
 
 from atm_host.link.events import EventSubscription
 from atm_host.link.results import CassetteInfo, DispenseResult, Hello, Nonce, Report, Status
-from atm_host.vision.challenge import Challenge, ChallengeState
+from atm_host.vision.challenge import Challenge
 from atm_host.vision.config import VisionConfig
 from atm_host.vision.detector import Detection
-from atm_host.vision.frame import Frame
+from atm_host.vision.frame import FloatArray, Frame
 from atm_host.vision.liveness import PassiveResult
 from atm_host.vision.manifest import ModelEntry
 from atm_host.vision.pipeline import FaceSample
+from atm_host.vision.session import ChallengeOutcome
 
 
 class Camera(Protocol):
@@ -82,7 +83,13 @@ class FacePipe(Protocol):
 
     def check_liveness(self, frame: Frame, face: Detection) -> PassiveResult: ...
 
-    def run_challenge(self, frames: Iterable[Frame], challenge: Challenge) -> ChallengeState: ...
+    def run_challenge(
+        self,
+        frames: Iterable[Frame],
+        challenge: Challenge,
+        reference: Sequence[FloatArray] = (),
+        box: tuple[float, float, float, float] | None = None,
+    ) -> ChallengeOutcome: ...
 
 
 class Bank(Protocol):

@@ -1,4 +1,4 @@
-"""Command line of the vision package: models, eval, bench, enroll, verify, qr."""
+"""Command line of the vision package: models, eval, pad-eval, bench, enroll, verify, qr."""
 
 import argparse
 import sys
@@ -73,6 +73,24 @@ def _cmd_qr(args: argparse.Namespace) -> int:
     return 0 if found_any else 1
 
 
+def _cmd_pad_eval(args: argparse.Namespace) -> int:
+    from .pad import ATTACKS, run_pad_eval, table
+    from .pipeline import FacePipeline
+    from .scene import Optics
+
+    folder = Path(args.folder) if args.folder else shared_dir() / "data" / "faces" / "unaligned150"
+    kinds = tuple(args.kinds.split(",")) if args.kinds else ("live", *ATTACKS)
+    optics = Optics(int(args.width), int(args.height), seed=3)
+    res = run_pad_eval(FacePipeline(_config(args)), folder, int(args.per_person), kinds, bool(args.before),
+                       optics, int(args.people))  # fmt: skip
+    print(
+        f"PAD set from {folder} at {optics.width}x{optics.height}, 50 cm "
+        "(accepted = passed the ATM's face step; before = the code before the PAD checks)"
+    )
+    print("\n".join(table(res)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands)."""
     p = argparse.ArgumentParser(prog="python -m atm_host.vision", description=__doc__)
@@ -89,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=str(REPORTS_DIR / "vision"), help="where the PNGs go")
     e.add_argument("--write", action="store_true", help="store the FAR<=1e-4 threshold in the manifest")
     e.set_defaults(fn=_cmd_eval)
+    pe = sub.add_parser("pad-eval", help="APCER per attack type and BPCER on a PAD set made from photos")
+    pe.add_argument("folder", nargs="?", help="<person>/<image> photos (default: the shared unaligned150)")
+    pe.add_argument("--people", type=int, default=0, help="only the first N people (0: all)")
+    pe.add_argument("--per-person", type=int, default=1, help="photos of each person used as victims")
+    pe.add_argument("--kinds", default="", help="comma list of live and attack types (default: all)")
+    pe.add_argument("--width", type=int, default=1280)
+    pe.add_argument("--height", type=int, default=720)
+    pe.add_argument("--before", action="store_true", help="also decide as the code before PAD did")
+    pe.set_defaults(fn=_cmd_pad_eval)
     sub.add_parser("bench", help="per-stage latency and QR decoders (see `bench --help`)", add_help=False)
     en = sub.add_parser("enroll", help="make a template from an image")
     en.add_argument("image")

@@ -87,6 +87,12 @@ class LivenessConfig(_Strict):
         le=1.0,
         description="P(real) below which it is an attack; between: active challenge.",
     )
+    passive_skips_challenge: bool = Field(
+        default=False,
+        description="Let a passive LIVE verdict skip the active challenge. Off: on the project's scenes "
+        "a photo held up scored LIVE (>= 0.90) in 10 of 20 cases, so every customer does the challenge "
+        "(docs/vision.md, 'PAD').",
+    )
 
 
 class ChallengeConfig(_Strict):

@@ -278,7 +278,9 @@ class Sitter:
     `eyes` are the two eye contours (16 points each, face-mesh order: outer corner, lower lid to the
     inner corner at index 8, upper lid back towards the outer corner); needed only to close the eyes.
     `face_x` is the x of the face's two sides (the mesh's cheek points): the axis and radius of a head
-    turn; without it the turn is centred on the eyes.
+    turn; without it the turn is centred on the eyes. `mesh` (face_landmark's points with their depth)
+    gives the turn the face's relief (the nose in front of the cheeks moves further: parallax); without
+    it the head turns as a plain cylinder, which is a 2D warp of the photo.
     """
 
     image: Frame
@@ -286,6 +288,7 @@ class Sitter:
     eye_centre: tuple[float, float]
     eyes: tuple[FloatArray, FloatArray] | None = None
     face_x: tuple[float, float] | None = None
+    mesh: FloatArray | None = None  # face_landmark's 468 (x, y, z) in photo px: the face's depth relief
 
 
 def _continued(img: Frame, pad: int) -> FloatArray:
@@ -326,24 +329,73 @@ def _outline(shape: tuple[int, int], eyes_xy: tuple[float, float], px_per_cm: fl
     return np.asarray(cv2.GaussianBlur(m, (0, 0), max(1.0, OUTLINE_FEATHER_CM * u)), dtype=np.float32)
 
 
-def turn_head(img: Frame, centre_x: float, radius_px: float, yaw_deg: float) -> Frame:
+def _cylinder_back(x_dst: FloatArray, centre_x: float, radius_px: float, yaw_deg: float) -> FloatArray:
+    """Where a point seen at `x_dst` after the cylinder turned by `yaw_deg` was before it."""
+    u = np.clip((x_dst - centre_x) / radius_px, -1.0, 1.0)
+    phi = np.clip(np.arcsin(u) - math.radians(yaw_deg), -math.pi / 2, math.pi / 2)
+    shift = centre_x + radius_px * np.sin(phi) - x_dst
+    outside = np.abs(x_dst - centre_x) - radius_px
+    shift *= np.clip(1.0 - outside / (0.35 * radius_px), 0.0, 1.0)
+    return np.asarray(x_dst + shift, dtype=np.float32)
+
+
+def face_relief(shape: tuple[int, int], mesh: FloatArray, centre_x: float, radius_px: float) -> FloatArray:
+    """The face's depth in front of the head-turn cylinder, px (positive towards the camera), per pixel.
+
+    face_landmark's z (negative towards the camera) is spread over the face by normalised Gaussian
+    splatting of its 468 points, the cylinder's own depth is taken off, the result is zeroed on average
+    along the face's outline and faded out beyond it: the nose and the brows stand out, the cheeks curve
+    away. 0 outside the face.
+    """
+    h, w = shape
+    pts = np.asarray(mesh, dtype=np.float64)
+    x, y = pts[:, 0], pts[:, 1]
+    depth = -pts[:, 2]
+    u = np.clip((x - centre_x) / radius_px, -1.0, 1.0)
+    rel = depth - radius_px * np.sqrt(1.0 - u * u)
+    hull = np.asarray(cv2.convexHull(pts[:, :2].astype(np.float32)), dtype=np.float32).reshape(-1, 2)
+    on_hull = [int(np.argmin(np.sum((pts[:, :2] - p) ** 2, axis=1))) for p in hull]
+    rel = rel - float(np.median(rel[on_hull]))
+    acc = np.zeros((h, w), np.float32)
+    wt = np.zeros((h, w), np.float32)
+    xi = np.clip(np.round(x).astype(np.int64), 0, w - 1)
+    yi = np.clip(np.round(y).astype(np.int64), 0, h - 1)
+    np.add.at(acc, (yi, xi), rel.astype(np.float32))
+    np.add.at(wt, (yi, xi), 1.0)
+    spacing = max(1.0, 0.035 * radius_px)
+    acc = np.asarray(cv2.GaussianBlur(acc, (0, 0), spacing), dtype=np.float32)
+    wt = np.asarray(cv2.GaussianBlur(wt, (0, 0), spacing), dtype=np.float32)
+    field_ = acc / np.maximum(wt, 1e-6)
+    mask = np.zeros((h, w), np.float32)
+    cv2.fillConvexPoly(mask, np.round(hull).astype(np.int32), 1.0)
+    mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), 2.0 * spacing), dtype=np.float32)
+    return np.asarray(field_ * mask, dtype=np.float32)
+
+
+def turn_head(
+    img: Frame, centre_x: float, radius_px: float, yaw_deg: float, relief: FloatArray | None = None
+) -> Frame:
     """The head turned by `yaw_deg` about a vertical axis: the photo mapped onto a cylinder and rotated.
 
     Points at angle phi on a cylinder of `radius_px` around `centre_x` move to phi + yaw; what turns out
     of view is hidden, the far side is compressed, the near side stretched; beyond the cylinder the shift
-    fades out over a third of the radius (hair, ears, background).
+    fades out over a third of the radius (hair, ears, background). With `relief` (`face_relief`: depth in
+    front of the cylinder) a point also moves by relief x sin(yaw): the nose tip moves further than the
+    cheeks beside it, as on a real head (solved backwards by a few fixed-point steps).
     """
     if yaw_deg == 0.0:
         return img
     h, w = img.shape[:2]
     xs = np.arange(w, dtype=np.float32)
-    u = np.clip((xs - centre_x) / radius_px, -1.0, 1.0)
-    phi = np.clip(np.arcsin(u) - math.radians(yaw_deg), -math.pi / 2, math.pi / 2)
-    shift = centre_x + radius_px * np.sin(phi) - xs
-    outside = np.abs(xs - centre_x) - radius_px
-    shift *= np.clip(1.0 - outside / (0.35 * radius_px), 0.0, 1.0)
-    map_x = np.broadcast_to((xs + shift)[None, :], (h, w)).astype(np.float32)
+    base = _cylinder_back(xs, centre_x, radius_px, yaw_deg)
+    map_x = np.broadcast_to(base[None, :], (h, w)).astype(np.float32)
     map_y = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w)).astype(np.float32)
+    if relief is not None:
+        grid = np.broadcast_to(xs[None, :], (h, w)).astype(np.float32)
+        sin = math.sin(math.radians(yaw_deg))
+        for _ in range(4):
+            r = np.asarray(cv2.remap(relief, map_x, map_y, cv2.INTER_LINEAR, borderValue=0.0), np.float32)
+            map_x = _cylinder_back(np.asarray(grid - r * sin, np.float32), centre_x, radius_px, yaw_deg)
     out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return np.asarray(out, dtype=np.uint8)
 
@@ -431,7 +483,11 @@ def posed(sitter: Sitter, pose: Pose) -> Frame:
             centre, radius = (a + b) / 2.0, TURN_RADIUS_FACE * abs(b - a) / 2.0
         else:
             centre, radius = sitter.eye_centre[0], TURN_RADIUS_EYES * sitter.eye_px
-        img = turn_head(img, centre, max(radius, 1.0), pose.yaw_deg)
+        radius = max(radius, 1.0)
+        relief = None
+        if sitter.mesh is not None:
+            relief = face_relief((img.shape[0], img.shape[1]), sitter.mesh, centre, radius)
+        img = turn_head(img, centre, radius, pose.yaw_deg, relief)
     return img
 
 
