@@ -10,7 +10,7 @@ from .challenge import Challenge
 from .config import VisionConfig
 from .detector import BlazeFace, Detection, pick_customer
 from .embedder import make_embedder
-from .errors import ConfigError, MultipleFacesError, NoFaceError, QualityError
+from .errors import ConfigError, QualityError
 from .frame import FloatArray, Frame, check_frame
 from .iris import EyeContours, IrisLandmarker
 from .landmarks import FaceLandmarker, FaceMesh
