@@ -279,3 +279,37 @@ def test_passwords_come_from_a_file_or_the_environment(tmp_path: Path) -> None:
     res = bank(tmp_path, _bank_config(tmp_path), _bank_key(tmp_path), "serve", "--password-file",
                str(tmp_path / "missing"))  # fmt: skip
     assert res.returncode == 2 and "password file" in one_error_line(res)
+
+
+def _unit(name: str) -> dict[str, dict[str, str]]:
+    """A systemd unit file as sections of key -> value (continuation lines joined)."""
+    text = (REPO / "deploy" / "systemd" / name).read_text().replace("\\\n", " ")
+    out: dict[str, dict[str, str]] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            out[section] = {}
+        elif "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[section][key] = value
+    return out
+
+
+def test_units_fail_on_a_bad_config_instead_of_restarting_forever(tmp_path: Path) -> None:
+    """Exit 2 (config, key) stops the unit; other failures restart within a start limit, not forever."""
+    for name in ("atm-bank-worker@.service", "atm-host.service"):
+        unit = _unit(name)
+        assert unit["Service"]["RestartPreventExitStatus"] == "2", name
+        assert int(unit["Unit"]["StartLimitBurst"]) >= 1 and int(unit["Unit"]["StartLimitIntervalSec"]) > 0
+    # the worker unit's own command line, with a config that is wrong: one line, exit 2, no restart loop
+    argv = _unit("atm-bank-worker@.service")["Service"]["ExecStart"].split()[1:]
+    assert argv[:2] == ["-m", "atm_bank"]
+    bad = tmp_path / "bank.json"
+    bad.write_text('{"no_such_option": 1}')
+    swap = {"/etc/atm-bank/bank.json": str(bad), "%i": "0"}
+    args = [swap.get(a, a) for a in argv[2:]]
+    args[args.index("--db") + 1] = f"sqlite:///{tmp_path / 'b.db'}"
+    res = py("-m", "atm_bank", *args, timeout_s=60)
+    assert res.returncode == 2 and "invalid" in one_error_line(res)
