@@ -119,6 +119,19 @@ class BankConfig(_Strict):
     manifest_path: str | None = Field(
         default=None, description="models/manifest.json to take embedder thresholds from (None: config only)."
     )
+    operator_keys: list[str] = Field(
+        default_factory=list[str],
+        description="Raw Ed25519 public keys (64 hex) of the operators' consoles whose signed maint "
+        "commands the bank turns into maintenance tokens (none: no maintenance token is ever issued).",
+    )
+
+    @field_validator("operator_keys")
+    @classmethod
+    def _ed25519_hex(cls, keys: list[str]) -> list[str]:
+        for k in keys:
+            if len(k) != 64 or any(c not in "0123456789abcdef" for c in k):
+                raise ValueError(f"operator_keys: {k[:16]}... is not 32 bytes of lower-case hex")
+        return keys
 
     @field_validator("default_denominations")
     @classmethod

@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS alarms (
     alarm_id TEXT PRIMARY KEY, kind TEXT NOT NULL, scope TEXT NOT NULL, subject TEXT NOT NULL,
     day INTEGER NOT NULL, detail TEXT NOT NULL, at_ms BIGINT NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_once ON alarms (kind, scope, subject, day);
+CREATE TABLE IF NOT EXISTS maint_audit (
+    request_id TEXT PRIMARY KEY, command_id TEXT NOT NULL, atm_id TEXT NOT NULL, op TEXT NOT NULL,
+    args TEXT NOT NULL, nonce TEXT NOT NULL, kid TEXT NOT NULL, granted INTEGER NOT NULL,
+    reason TEXT NOT NULL, response TEXT NOT NULL, at_ms BIGINT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS maint_once ON maint_audit (command_id) WHERE granted = 1;
 """
 
 

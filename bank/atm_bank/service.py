@@ -25,7 +25,16 @@ import paho.mqtt.client as mqtt
 from atm_msg import mqtt as msg_mqtt
 from atm_msg import topics
 from atm_msg.reasons import Reason
-from atm_msg.schemas import MAX_MESSAGE_BYTES, AuthRequest, FleetConfig, TxnAbandon, TxnReport, TxnResult
+from atm_msg.schemas import (
+    MAX_MESSAGE_BYTES,
+    AuthRequest,
+    FleetConfig,
+    MaintRequest,
+    MaintResponse,
+    TxnAbandon,
+    TxnReport,
+    TxnResult,
+)
 from atm_msg.settings import BrokerSettings
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -35,6 +44,7 @@ from pydantic import ValidationError
 
 from .core import Bank, Decision, decline
 from .db import Cursor, Database
+from .maint import MaintSigner
 from .settle import Settler
 
 log = logging.getLogger("atm_bank.service")
@@ -64,7 +74,8 @@ class _Job:
     auth: AuthRequest | None = None
     report: TxnReport | None = None
     abandon: TxnAbandon | None = None
-    result: Decision | TxnResult | Exception | None = None
+    maint: MaintRequest | None = None
+    result: Decision | TxnResult | MaintResponse | str | Exception | None = None
 
 
 class BankWorker:
@@ -78,6 +89,7 @@ class BankWorker:
         settler: Settler,
         fleet: FleetConfig | None = None,
         group: str = topics.SHARE_GROUP,
+        maint: MaintSigner | None = None,
     ) -> None:
         self.name = name
         self.broker = broker
@@ -85,6 +97,8 @@ class BankWorker:
         self.bank = bank
         self.settler = settler
         self.fleet = fleet
+        # Maintenance tokens for operators' signed commands (none issued without configured operator keys).
+        self.maint = maint or MaintSigner(bank.cfg.operator_keys, bank.clock)
         self.counters: Counter[str] = Counter()
         self.connected = threading.Event()
         self.on_handled: Callable[[str], None] | None = None
@@ -152,6 +166,7 @@ class BankWorker:
                 (topics.shared(topics.auth_request("+"), group), _REQ_OPTS),
                 (topics.shared(topics.txn_report("+"), group), _REQ_OPTS),
                 (topics.shared(topics.txn_abandon("+"), group), _REQ_OPTS),
+                (topics.shared(topics.maint_request("+"), group), _REQ_OPTS),
             ]
         )
         client.publish(f"{topics.BANK_STATE}/{self.name}", b"online", qos=1, retain=True)
@@ -254,6 +269,16 @@ class BankWorker:
             except ValidationError as exc:
                 self._malformed(msg, exc)
                 return None
+        if msg.topic == topics.maint_request(atm):
+            try:
+                return _Job(msg, atm, maint=MaintRequest.model_validate_json(msg.payload))
+            except ValidationError as exc:
+                self._malformed(msg, exc)
+                correlation = _correlation(msg)
+                rid = correlation.hex() if len(correlation) == 16 else "0" * 32
+                body = MaintResponse(request_id=rid, ok=False, reason="malformed").model_dump_json()
+                self._reply(msg, atm, topics.maint_response(atm), body, correlation)
+                return None
         self.counters["unexpected_topic"] += 1
         return None
 
@@ -273,6 +298,9 @@ class BankWorker:
             elif job.abandon is not None:
                 db, fn = self.settler.db, _answered_abandon(self.settler, job.abandon, job.atm)
                 locks = self.settler.abandon_locks(job.abandon, job.atm)
+            elif job.maint is not None:
+                db, fn = self.bank.db, self.maint.decider(job.maint, job.atm)
+                locks = self.maint.locks_for(job.atm)
             else:
                 continue
             entry = by_db.setdefault(id(db), (db, [], []))
@@ -313,6 +341,9 @@ class BankWorker:
                 self._reply(msg, atm, topics.txn_result(atm), result.model_dump_json(), _correlation(msg))
             elif isinstance(result, str):
                 self._reply(msg, atm, topics.auth_response(atm), result, _correlation(msg))
+        elif isinstance(result, MaintResponse):
+            self.counters["maint_granted" if result.ok else "maint_refused"] += 1
+            self._reply(msg, atm, topics.maint_response(atm), result.model_dump_json(), _correlation(msg))
         elif isinstance(result, TxnResult):
             self.counters["report_" + result.outcome] += 1
             self._reply(msg, atm, topics.txn_result(atm), result.model_dump_json(), _correlation(msg))

@@ -196,9 +196,9 @@ class Command(Msg):
     """Console/bank -> ATM: a remote command."""
 
     command_id: Hex16 = Field(description="Idempotency key; the ATM runs a command_id once.")
-    name: Literal["rebirth", "out_of_service", "in_service", "reboot", "send_counters", "apply_config"] = (
-        Field(description="What to do.")
-    )
+    name: Literal[
+        "rebirth", "out_of_service", "in_service", "reboot", "send_counters", "apply_config", "maint"
+    ] = Field(description="What to do. maint: args op (reject/count/open_shutter) and args (hex bytes).")
     args: dict[str, str | int] = Field(default_factory=dict, description="Command arguments.")
     expires_ms: int = Field(ge=0, description="Do not run after this time (ms since the epoch).")
 
@@ -248,3 +248,33 @@ class Ack(Msg):
     """Bank -> ATM: acknowledges an event_id at application level (optional; the outbox uses PUBACK)."""
 
     event_id: Hex16 = Field(description="Event acknowledged.")
+
+
+MaintOp = Literal["reject", "count", "open_shutter"]  # dispenser commands that need a maintenance token
+
+
+class MaintRequest(Msg):
+    """ATM -> bank: a maintenance token for the MCU's nonce, on behalf of an operator's signed command.
+
+    operator_command is the console's signed `Command` (name "maint") exactly as the ATM received it on
+    atm/v1/{atm}/cmd, with its signature (atm_msg.cmdsign user properties sig-alg, kid, sig).
+    """
+
+    request_id: Hex16 = Field(description="Idempotency key; a retry re-sends the same id.")
+    atm_id: AtmId
+    device_id: Hex8 = Field(description="The dispenser MCU's id (the token names it).")
+    command_nonce: Hex16 = Field(description="The MCU's outstanding command nonce.")
+    operator_command: str = Field(max_length=2000, description="The signed Command payload, verbatim.")
+    sig_alg: str = Field(max_length=16, description="Signature algorithm of the operator's command.")
+    kid: str = Field(max_length=64, description="Operator key id (atm_msg.cmdsign.key_id).")
+    sig: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature over topic and payload.")
+    ts_ms: int = Field(ge=0, description="Host clock.")
+
+
+class MaintResponse(Msg):
+    """Bank -> ATM: the maintenance token (56 bytes hex: device id, nonce, MAC), or why not."""
+
+    request_id: Hex16 = Field(description="The request answered.")
+    ok: bool = Field(description="Whether a token was issued.")
+    token: str | None = Field(default=None, pattern=r"^[0-9a-f]{112}$", description="auth.sign_maint bytes.")
+    reason: str = Field(default="", max_length=120, description="Why not, when refused.")

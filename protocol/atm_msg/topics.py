@@ -52,6 +52,14 @@ def command_result(atm_id: str) -> str:
     return f"{ROOT}/{atm_id}/cmd/result"
 
 
+def maint_request(atm_id: str) -> str:
+    return f"{ROOT}/{atm_id}/maint/req"
+
+
+def maint_response(atm_id: str) -> str:
+    return f"{ROOT}/{atm_id}/maint/res"
+
+
 def atm_config(atm_id: str) -> str:
     return f"{ROOT}/{atm_id}/config"
 

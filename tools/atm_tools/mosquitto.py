@@ -54,8 +54,18 @@ def find_dynsec_plugin() -> str | None:
     return next((p for p in DYNSEC_CANDIDATES if os.access(p, os.R_OK)), None)
 
 
-ATM_SENDS = ("birth", "death", "telemetry", "event", "auth/req", "txn/report", "txn/abandon", "cmd/result")
-ATM_RECEIVES = ("auth/res", "txn/result", "cmd", "config")
+ATM_SENDS = (
+    "birth",
+    "death",
+    "telemetry",
+    "event",
+    "auth/req",
+    "txn/report",
+    "txn/abandon",
+    "cmd/result",
+    "maint/req",
+)
+ATM_RECEIVES = ("auth/res", "txn/result", "cmd", "config", "maint/res")
 FLEET_CONFIG_TOPIC = "atm/v1/fleet/config"
 
 

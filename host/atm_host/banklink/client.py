@@ -29,6 +29,8 @@ from atm_msg.schemas import (
     Death,
     Event,
     FleetConfig,
+    MaintRequest,
+    MaintResponse,
     Telemetry,
     TxnAbandon,
     TxnReport,
@@ -86,6 +88,7 @@ class BankLink:
         self._seq = 0
         self._lock = threading.Lock()
         self._waiters: dict[bytes, _Waiter] = {}
+        self._maint_waiters: dict[bytes, tuple[threading.Event, list[MaintResponse]]] = {}
         self._seen_commands: OrderedDict[str, None] = OrderedDict()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
         self._early: set[int] = set()
@@ -157,6 +160,7 @@ class BankLink:
                 (topics.txn_result(self.atm), opts),
                 (topics.command(self.atm), opts),
                 (topics.atm_config(self.atm), opts),
+                (topics.maint_response(self.atm), opts),
                 (topics.FLEET_CONFIG, opts),
             ]
         )
@@ -226,6 +230,56 @@ class BankLink:
         finally:
             with self._lock:
                 self._waiters.pop(corr, None)
+
+    def request_maint(
+        self,
+        operator_command: bytes,
+        user_properties: list[tuple[str, str]],
+        command_nonce: str,
+        timeout_s: float = 10.0,
+    ) -> MaintResponse:
+        """Ask the bank for a maintenance token for the MCU's outstanding nonce (docs/mqtt.md maint/req).
+
+        operator_command and user_properties: the console's signed `maint` command exactly as it arrived
+        on atm/v1/{atm}/cmd. Re-sent with the same request id until answered or timed out.
+        """
+        props_in = dict(user_properties)
+        req = MaintRequest(
+            request_id=os.urandom(16).hex(),
+            atm_id=self.atm,
+            device_id=self.s.device_id,
+            command_nonce=command_nonce,
+            operator_command=operator_command.decode(),
+            sig_alg=props_in.get("sig-alg", ""),
+            kid=props_in.get("kid", ""),
+            sig=props_in.get("sig", ""),
+            ts_ms=_now_ms(),
+        )
+        corr = bytes.fromhex(req.request_id)
+        done, box = threading.Event(), list[MaintResponse]()
+        with self._lock:
+            self._maint_waiters[corr] = (done, box)
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = topics.maint_response(self.atm)
+        props.CorrelationData = corr
+        props.MessageExpiryInterval = self.s.request_expiry_s
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                if self._connected.is_set():
+                    self.client.publish(
+                        topics.maint_request(self.atm), req.model_dump_json(), qos=1, properties=props
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BankTimeoutError(
+                        f"no answer to maintenance request {req.request_id} in {timeout_s} s"
+                    )
+                if done.wait(min(self.s.retry_s, remaining)) and box:
+                    return box[0]
+        finally:
+            with self._lock:
+                self._maint_waiters.pop(corr, None)
 
     # ----- records through the outbox ---------------------------------------------------------------
     def send_event(self, kind: str, severity: str, detail: dict[str, str | int] | None = None) -> Event:
@@ -392,6 +446,15 @@ class BankLink:
                     return  # an abandon's answer (the request's stored decline), not a waiting request's
         if msg.topic == topics.auth_response(self.atm):
             self._auth_response(msg)
+        elif msg.topic == topics.maint_response(self.atm):
+            resp = MaintResponse.model_validate_json(msg.payload)
+            with self._lock:
+                waiter = self._maint_waiters.get(bytes.fromhex(resp.request_id))
+            if waiter is None or waiter[0].is_set():
+                self.counters["duplicate_responses"] += 1
+                return
+            waiter[1].append(resp)
+            waiter[0].set()
         elif msg.topic == topics.txn_result(self.atm):
             result = TxnResult.model_validate_json(msg.payload)
             if self.on_txn_result is not None:
