@@ -313,3 +313,33 @@ def test_units_fail_on_a_bad_config_instead_of_restarting_forever(tmp_path: Path
     args[args.index("--db") + 1] = f"sqlite:///{tmp_path / 'b.db'}"
     res = py("-m", "atm_bank", *args, timeout_s=60)
     assert res.returncode == 2 and "invalid" in one_error_line(res)
+
+
+def _die_at_once(index: int, args: object) -> None:
+    """A bank worker that dies as soon as it starts (what a crash loop looks like to `serve`)."""
+    raise SystemExit(7)
+
+
+def test_bank_serve_stops_a_worker_crash_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No endless restart loop: three deaths within 10 s of their start end `serve` with an error."""
+    import signal
+
+    import atm_bank.__main__ as bank_main
+    from atm_bank.errors import BankError
+    from atm_tools.mosquitto import Mosquitto
+
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        monkeypatch.setattr(bank_main, "run_worker", _die_at_once)
+        args = bank_main.build_parser().parse_args(
+            ["--db", f"sqlite:///{tmp_path / 'b.db'}", "--config", str(_bank_config(tmp_path)),
+             "--signing-key", str(_bank_key(tmp_path)), "serve", "--port", str(broker.port)]
+        )  # fmt: skip
+        with pytest.raises(BankError, match=r"keeps exiting at start \(code 7\)"):
+            bank_main.cmd_serve(args)
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+        broker.stop()
