@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -791,6 +792,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             kept = " (kept afterwards: --keep)" if args.keep else " (removed afterwards; --keep keeps it)"
             print(f"starting the local ATM in {workdir}{kept} ...", flush=True)
+            _log_to(workdir / "host.log")
             with LocalStack(workdir, opts) as stack:
                 return _walk(stack, args, stop)
     except KeyboardInterrupt:
@@ -802,6 +804,19 @@ def main(argv: list[str] | None = None) -> int:
     except (DemoError, MsgError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _log_to(path: Path) -> None:
+    """The host's log lines (link, journey, bank link) go to a file; only errors reach the terminal."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    errors = logging.StreamHandler()
+    errors.setLevel(logging.ERROR)
+    errors.setFormatter(logging.Formatter(f"%(name)s: %(message)s (more in {path.name})"))
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    root.addHandler(errors)
 
 
 def _console_password(path: Path | None) -> str:
