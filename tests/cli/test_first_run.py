@@ -249,6 +249,7 @@ def test_demo_walks_a_withdrawal_in_words_and_leaves_nothing_behind(tmp_path: Pa
     assert "last 4 digits of the account number (0042) and of the mobile number (0000)" in out
     assert "demo-password-123" not in out and "(your password)" in out  # from the environment, not shown
     assert "INFO:" not in out + res.stderr  # no TFLite runtime chatter
+    assert "disconnected" not in out + res.stderr and "link open" not in out + res.stderr  # in host.log
     assert not re.search(r"\[\d+, \d+", out), "a Python list in the user output"
     assert list(tmp_path.iterdir()) == []  # /tmp/atm-demo-* removed
 
