@@ -35,6 +35,8 @@ from atm_sim.board import SimError, _raw_pty  # pyright: ignore[reportPrivateUsa
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 SLICE_NS = 500_000  # 0.5 ms of emulated time per lockstep exchange
+LINE_BACKLOG = 64  # bytes taken from the host's pty ahead of the wire (the rest waits in the pty, as
+# in a USB-serial adapter's buffer: a host writing faster than the line rate is held back)
 INPUT_PINS = (
     mc.NOTE_SENSOR,
     mc.STACKER_ENTRY,
@@ -123,6 +125,7 @@ class RP2040Board:
     def __init__(
         self,
         workdir: Path | None = None,
+        unique_id: str = "e66038b7134f2a2f",
         seed: int = 1,
         auto_restart: bool = True,
         flash_times: str = "typ",
@@ -136,6 +139,7 @@ class RP2040Board:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "firmware.log"
         self.mech = ChipMechanics(seed)
+        self.unique_id = unique_id  # what machine.unique_id() returns (the flash's RUID answer)
         self.auto_restart = auto_restart
         self.flash_times = flash_times
         self.realtime = realtime
@@ -158,6 +162,7 @@ class RP2040Board:
         self._mech_base = 0.0  # mechanics seconds at this power-up (emulated time restarts at boot)
         self._wall0 = 0.0
         self._seen_tx = False
+        self._rxq = 0  # bytes on the wire towards the chip, not yet arrived
         self._ops: list[tuple[Callable[[], object], threading.Event]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -254,9 +259,10 @@ class RP2040Board:
     def _boot(self, cause: int) -> None:
         self._mech_base += self.emu_ns / 1e9 + 0.001
         self.emu_ns = 0
-        self._call("boot", cause=cause)
+        self._call("boot", cause=cause, uid=self.unique_id)
         self._powered = True
         self._seen_tx = False
+        self._rxq = 0
         self._wall0 = time.monotonic()
         self.boots += 1
         self._drop_line_input()
@@ -359,10 +365,12 @@ class RP2040Board:
         lead = self.emu_ns / 1e9 - (time.monotonic() - self._wall0)
         if self.realtime and lead > 0:
             select.select([self._master], [], [], lead)
-        try:
-            rx = os.read(self._master, 256)
-        except (BlockingIOError, OSError):
-            rx = b""
+        rx = b""
+        if self._rxq < LINE_BACKLOG:
+            try:
+                rx = os.read(self._master, LINE_BACKLOG - self._rxq)
+            except (BlockingIOError, OSError):
+                rx = b""
         mech = self.mech
         t0 = self._mech_now(self.emu_ns)
         with mech.lock:
@@ -410,6 +418,7 @@ class RP2040Board:
             mech.advance(self._mech_now(self.emu_ns))
         self.pin_writes += len(outs)
         self.flash_writes = int(r.get("fw", self.flash_writes))
+        self._rxq = int(r.get("rxq", 0))
         ev = r["ev"]
         if ev == "cut":
             self._armed = False

@@ -4,7 +4,7 @@
 // Protocol: one JSON object per line on stdin (a request), one per line on stdout (its answer).
 // Everything the chip does happens inside a request; between requests emulated time stands still.
 //
-//   boot  {cause}            power on (cause: 0 power-on, 1 watchdog timer, 2 watchdog forced)
+//   boot  {cause, uid}       power on (cause: 0 power-on, 1 watchdog timer; uid: 8 bytes, hex)
 //   off   {}                 power off: the chip is gone, the flash array is kept
 //   load  {uf2, fs}          write the UF2 and a littlefs image into the (kept) flash array
 //   run   {ns, rx, in, adc}  run `ns` of emulated time: rx = hex bytes arriving on UART0 RX (paced at
@@ -23,6 +23,8 @@
 //   emulated clock is advanced by the part's erase/program time while the core does nothing (the rp2
 //   port runs them with interrupts off: UART bytes arriving meanwhile pile up in the RX FIFO).
 // - A pin driven as an output reads back its own level (rp2040js reads the external level only).
+// - The flash's unique id (command 0x4B through the SSI, read by pico_get_unique_board_id, i.e.
+//   machine.unique_id()) answers the board's id instead of the stub's zeros.
 // - A watchdog trip or forced reset ends the run with ev "wdt"/"reset": the caller powers the chip up
 //   again with the flash kept and the watchdog reason register set, so machine.reset_cause() is WDT.
 import fs from 'fs';
@@ -159,6 +161,34 @@ function rxArrive() {
   }
 }
 
+let uid = Buffer.from('e66038b7134f2a2f', 'hex');
+
+function ssiSetup(ssi) {
+  // pico-sdk's flash_do_cmd clocks the command out byte by byte through DR0 and reads one byte back
+  // per byte written; for RUID (0x4B, 4 dummy bytes) bytes 5..12 are the id.
+  let pos = -1;
+  let readPos = 0;
+  const origRead = ssi.readUint32.bind(ssi);
+  const origWrite = ssi.writeUint32.bind(ssi);
+  ssi.writeUint32 = (offset, value) => {
+    if (offset === 0x60) {
+      if (pos < 0 && (value & 0xff) === 0x4b) {
+        pos = 0;
+        readPos = 0;
+      } else if (pos >= 0) pos++;
+    }
+    return origWrite(offset, value);
+  };
+  ssi.readUint32 = (offset) => {
+    if (offset === 0x60 && pos >= 0) {
+      const k = readPos++;
+      if (readPos >= 13) pos = -1;
+      return k >= 5 && k < 13 ? uid[k - 5] : 0;
+    }
+    return origRead(offset);
+  };
+}
+
 function powerOn(cause) {
   sim = new Simulator();
   mcu = sim.rp2040;
@@ -184,6 +214,7 @@ function powerOn(cause) {
   };
   uartSetup(mcu.uart[0]);
   uartSetup(mcu.uart[1]);
+  ssiSetup(mcu.peripherals[0x18000]);
   rxAlarm = sim.clock.createAlarm(rxArrive);
   txAlarm = sim.clock.createAlarm(txDrain);
   for (const pin of mcu.gpio) {
@@ -296,6 +327,7 @@ function handle(req) {
       return {};
     }
     case 'boot':
+      if (req.uid) uid = Buffer.from(req.uid, 'hex');
       powerOn(req.cause || 0);
       return { t: 0 };
     case 'off':
@@ -329,6 +361,7 @@ function handle(req) {
       const reply = {
         t: now(), busy: busyCycles - c0, tx: Buffer.from(txOut).toString('hex'), out: outs, rd: readMask, ev,
         fw: stats.erases + stats.programs,
+        rxq: rxLine.length,
       };
       if (cdcOut) {
         reply.cdc = cdcOut;
