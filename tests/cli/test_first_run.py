@@ -99,6 +99,14 @@ def test_setup_installs_the_stubs_once_and_runs_the_models_step() -> None:
     assert again.returncode == 0 and "models step" not in again.stderr
 
 
+def test_setup_says_so_when_a_model_cannot_be_had(tmp_path: Path) -> None:
+    (tmp_path / "models" / "minifasnet").mkdir(parents=True)  # a shared folder without the liveness models
+    res = run([ATM, "setup"], env=dict(os.environ, ATM_SHARED=str(tmp_path)))
+    assert res.returncode == 1
+    assert "is missing" in res.stderr and "set-up incomplete" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 # ----- one error line per expected failure ----------------------------------------------------------
 
 
