@@ -352,3 +352,21 @@ def test_bank_serve_stops_a_worker_crash_loop(tmp_path: Path, monkeypatch: pytes
         signal.signal(signal.SIGINT, saved[0])
         signal.signal(signal.SIGTERM, saved[1])
         broker.stop()
+
+
+@pytest.mark.parametrize("tamper", [False, True], ids=["missing", "tampered"])
+def test_the_atm_host_refuses_to_start_without_its_models(tmp_path: Path, tamper: bool) -> None:
+    """`python -m atm_host.journey` (the atm-host unit): one error line, exit 2, before anything starts."""
+    import json
+
+    data = json.loads((REPO / "deploy" / "systemd" / "host.example.json").read_text())
+    data["bank"]["command_keys"] = [os.urandom(32).hex()]
+    data["state_dir"] = str(tmp_path / "state")
+    data["vision"] = {
+        "liveness": {"model_dir": str(_shared_copy(tmp_path, tamper) / "models" / "minifasnet")}
+    }
+    cfg = tmp_path / "host.json"
+    cfg.write_text(json.dumps(data))
+    res = py("-m", "atm_host.journey", "--config", str(cfg))
+    assert res.returncode == 2
+    assert ("sha256" if tamper else "is missing") in one_error_line(res)

@@ -25,7 +25,10 @@ from atm_host.link import LinkError
 from atm_host.link.reconnect import ReconnectingDispenser, serial_factory
 from atm_host.screen.server import ScreenInfo, ScreenServer
 from atm_host.vision.config import VisionConfig
+from atm_host.vision.errors import VisionError
+from atm_host.vision.manifest import load_manifest, read_verified
 from atm_host.vision.pipeline import FacePipeline
+from atm_host.vision.runtime import entry_path
 from atm_host.vision.sources import open_source
 
 from .config import JourneyConfig
@@ -97,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.reopen_max_s < cfg.reopen_first_s:
         print("error: reopen_max_s must be >= reopen_first_s", file=sys.stderr)
         return 2
+    try:  # every model present with its sha256 (liveness loads lazily: check it now), then load
+        vc = cfg.vision
+        for entry in load_manifest(vc.manifest).models.values():
+            read_verified(entry_path(entry, vc.model_dir, vc.liveness.model_dir), entry.sha256)
+        pipe = FacePipeline(cfg.vision)
+    except VisionError as exc:  # exit 2: systemd does not restart (RestartPreventExitStatus=2)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     dispenser = ReconnectingDispenser(
         serial_factory(cfg.serial_port, cfg.baudrate), first_s=cfg.reopen_first_s, max_s=cfg.reopen_max_s
     )
@@ -116,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         camera,
         dispenser,
         link,
-        FacePipeline(cfg.vision),
+        pipe,
         pending_path=cfg.state_dir / "pending.json",
     )
     real = [c.denomination for c in cassettes if c.status != "missing"]
