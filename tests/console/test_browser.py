@@ -173,6 +173,9 @@ def test_atm_goes_offline_when_its_client_is_killed(rig: Rig, page: Page) -> Non
     expect(row.locator(".pill")).to_have_text("offline")
     expect(row.locator("td").nth(2)).to_have_text("offline")  # not its last state in green
     expect(row.locator("td").nth(2)).to_have_class("st-offline")
+    row.click()
+    expect(page.locator("#d-title")).to_have_text(f"{VICTIM} — offline (last reported: in service)")
+    page.click("#d-close")
     expect(page.locator("#k-offline")).to_have_text("1")
     expect(page.locator("#alarms li", has_text=VICTIM)).to_contain_text("comms lost")
     expect(page.locator("#atms tbody tr").first).to_have_attribute("data-atm", VICTIM)  # problems first

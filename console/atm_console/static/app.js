@@ -207,7 +207,8 @@ async function loadDetail(id) {
   S.detail = id;
   S.detailShown = {state: d.state, online: d.online};
   $("detail").hidden = false;
-  $("d-title").textContent = `${d.atm_id} — ${d.online ? "online" : "offline"}, ${d.state.replace(/_/g, " ")}`;
+  const st = d.state.replace(/_/g, " ");
+  $("d-title").textContent = d.online ? `${d.atm_id} — online, ${st}` : `${d.atm_id} — offline (last reported: ${st})`;
   const facts = $("d-facts"); facts.replaceChildren();
   const add = (dl, k, v) => dl.append(el("dt", "", k), el("dd", "mono", v));
   add(facts, "device (MCU)", d.device_id || "–");
