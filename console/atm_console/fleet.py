@@ -534,6 +534,11 @@ class Fleet:
             return alarm.as_dict()
 
     # ----- views ------------------------------------------------------------------------------------
+    def mark_quiet(self) -> None:
+        """Offline ATMs send nothing, yet their availability falls: their rows are re-sent (once a second)."""
+        with self.lock:
+            self._dirty.update(a.atm_id for a in self.atms.values() if not a.online)
+
     def take_dirty(self) -> list[Json]:
         """Summaries of the ATMs changed since the last call."""
         with self.lock:

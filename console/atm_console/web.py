@@ -73,10 +73,13 @@ class Hub:
     def build(self) -> str | None:
         """The next batch as an SSE message, or None when nothing changed (runs in a worker thread)."""
         items = self.console.take_pending()
-        atms = self.console.fleet.take_dirty()
         now = time.monotonic()
+        due = now - self._last_totals >= 1.0
+        if due:  # the rows and the header's availability are computed at the same moment
+            self.console.fleet.mark_quiet()
+        atms = self.console.fleet.take_dirty()
         totals: Json | None = None
-        if now - self._last_totals >= 1.0:
+        if due:
             totals = self.console.fleet.totals()
             totals["broker_up"] = self.console.broker_up
             totals["browsers"] = len(self.clients)

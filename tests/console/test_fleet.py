@@ -238,6 +238,13 @@ def test_fleet_availability_agrees_with_the_rows() -> None:
     rows = {a: f.summary(f.atms[a])["availability"] for a in ("A1", "A2")}
     assert rows == {"A1": 1.0, "A2": 0.5}
     assert f.totals()["availability"] == round(130 / 140, 5)
+    f.ingest(topics.death("A2"), Death(atm_id="A2", bd_seq=1, ts_ms=3).model_dump_json().encode())
+    f.take_dirty()
+    clock.t += 20  # A2 offline: no message, yet its row's availability falls with the fleet figure
+    f.mark_quiet()
+    rows = {str(r["atm_id"]): r["availability"] for r in f.take_dirty()}
+    assert rows == {"A2": round(10 / 40, 5)}
+    assert f.totals()["availability"] == round(150 / 180, 5)
     last = [r for _, r in f.fleet_series() if r is not None]
     assert last and all(0.0 <= r <= 1.0 for r in last)
 
