@@ -46,10 +46,9 @@ class App:
             self.c[name] = 0
         if board.watchdog_reset:
             self.c["watchdog_resets"] += 1
-        self.jr = jn.Journal()
-        if self.jr.load() == 0:
-            self.jr.snapshot()  # first boot: an empty machine until a signed REPLENISH
-        self.sec = sc.Security(board.device_id)
+        self.jr = jn.Journal(board.raw)
+        self.jr.load()  # the first boot formats the raw region: an empty machine until REPLENISH
+        self.sec = sc.Security(board.device_id, self.jr)
         self.mech = mc.Mech(board, board.wdt.feed)
         self.disp = dsp.Dispenser(self.mech, self.jr, self.sec, self.emit, self.service, self.c)
         self.link = Link(self._write, self._deliver, LINK_WINDOW, self._on_link_reset)

@@ -165,6 +165,10 @@ class Dispenser:
         return code, tuple(tx.stacked), rejected, 0
 
     def _pick_all(self, notes):
+        """Pick note by note. A single note is journalled once it is in the stacker (one flash program
+        per note): until then the journal's open transaction says a pick from tx.current_cassette()
+        may be under way, which is all recovery needs. A double pick is booked before it is diverted
+        and marked when it reached the reject bin."""
         tx = self.jr.open_tx
         jr = self.jr
         mech = self.mech
@@ -176,14 +180,12 @@ class Dispenser:
                 if not self._door_ok():
                     self._safe(m.DOOR_OPEN)
                     return m.DOOR_OPEN
-                jr.pick(c)
                 code = mech.pick_to_gate(c)
                 if code == mc.NO_NOTE:
                     fails += 1
                     if fails >= PICK_RETRIES:
                         # The cassette is physically empty whatever its counter says.
-                        jr.counts[c] = 0
-                        jr.snapshot()
+                        jr.empty(c)
                         self._update_units()
                         result = m.CASH_UNIT_ERROR
                         break
@@ -195,18 +197,21 @@ class Dispenser:
                     return m.JAMMED
                 fails = 0
                 n = mech.notes
-                dest = j.DEST_STACKER if n == 1 else j.DEST_REJECT
-                jr.picked(c, n, dest)
-                if dest == j.DEST_REJECT:
+                divert = n != 1
+                if divert:
+                    jr.picked(c, n, j.DEST_REJECT)
                     self.c["double_picks"] += 1
                     self._emit("double_pick", c, n)
-                code = mech.deliver(dest == j.DEST_REJECT, n)
+                code = mech.deliver(divert, n)
                 if code != mc.OK:
                     self.c["jams"] += 1
                     self._emit("jam", m.JAM_TRANSPORT, m.JAMMED)
                     self._safe(m.JAMMED)
                     return m.JAMMED
-                if dest == j.DEST_STACKER:
+                if divert:
+                    jr.diverted()
+                else:
+                    jr.picked(c, 1, j.DEST_STACKER)
                     self.c["notes_dispensed"] += 1
         return result
 
@@ -232,7 +237,7 @@ class Dispenser:
             self._safe(m.JAMMED)
             return m.JAMMED, 0
         n = sum(tx.stacked)
-        self.jr.mark(j.REC_PRESENTED, n)
+        self.jr.note(j.REC_PRESENTED, n)
         self.state = m.STATE_PRESENTED
         self._presented_at = time.ticks_ms()
         self._emit("items_presented", txid, n)
@@ -271,10 +276,10 @@ class Dispenser:
             return
         tx = self.jr.open_tx
         if not self.mech.presenter_has_notes():
-            self.jr.mark(j.REC_TAKEN, tx.presented)
+            self.jr.note(j.REC_TAKEN, tx.presented)
+            self._finish(m.PRESENT_PRESENTED, m.REPORT_FLAG_TAKEN)  # durable before anything moves
             self.mech.close_shutter()
             self._emit("items_taken", tx.txid, tx.presented)
-            self._finish(m.PRESENT_PRESENTED, m.REPORT_FLAG_TAKEN)
             return
         if time.ticks_diff(time.ticks_ms(), self._presented_at) >= self.retract_timeout_ms:
             self._retract(tx)
@@ -442,42 +447,39 @@ class Dispenser:
             return moved
         self.c["power_recoveries"] += 1
         flags = m.REPORT_FLAG_RECOVERED
+        expected = sum(tx.stacked)  # notes the journal says are in the stacker
+        # One SETTLE record books everything recovery moved: notes from the cassette of a pick that was
+        # under way (never journalled), booked notes into the reject bin, notes into the retract bin.
+        unbooked = 0
+        booked = 0
         if tx.phase == j.REC_REJECT:
             # Cut while the stacker was being emptied: every stacked note of the transaction is in the
             # reject bin now, some moved before the cut (not counted yet), the rest just now.
-            new = sum(tx.stacked) + purged
-            jr.purged(new, 0)
-            tx.rejected += new
+            booked = expected + purged
             status = m.PRESENT_NOT_PRESENTED
             tx.presented = 0
         elif tx.phase == j.REC_REJECTED:
-            # The stacker was emptied and counted; only the outcome record is missing.
-            jr.purged(purged + dumped, 0)
-            tx.rejected += purged + dumped
+            booked = purged + dumped  # the stacker was emptied and counted; only END is missing
             status = m.PRESENT_NOT_PRESENTED
             tx.presented = 0
-        elif tx.phase in (j.REC_BEGIN, j.REC_PICK, j.REC_PICKED, j.REC_STACKED):
+        elif tx.phase in (j.REC_BEGIN, j.REC_PICKED, j.REC_DIVERTED, j.REC_EMPTY, j.REC_STACKED):
             # Nothing reached the presenter: every note of the transaction ends in the reject bin.
-            if tx.phase == j.REC_PICK and tx.last_pick >= 0:
-                # A pick with no outcome record: the notes it moved leave that cassette now.
-                jr.purged(purged, 0, tx.last_pick)
-                jr.purged(dumped, 0)
-                tx.rejected += purged + dumped
-            else:
-                new = purged + dumped
-                if tx.phase == j.REC_PICKED and tx.last_dest == j.DEST_REJECT and purged >= tx.last_n:
-                    new -= tx.last_n  # a double pick still at the gate: its PICKED record counted it
-                jr.purged(new, 0)
-                tx.rejected += new
+            # Notes beyond what the journal knows came from the pick that was under way.
+            from_stacker = min(dumped, expected)
+            unbooked = purged + dumped - from_stacker
+            if tx.phase == j.REC_PICKED and tx.last_dest == j.DEST_REJECT:
+                unbooked -= min(purged, tx.last_n)  # a double pick still in the path: already booked
+            booked = from_stacker
             status = m.PRESENT_NOT_PRESENTED
             tx.presented = 0
         else:
             # The bundle had started towards the customer: what is not back in a bin left the machine.
-            jr.purged(purged + dumped, 0)
-            tx.rejected += purged + dumped
-            if retracted:
-                jr.mark(j.REC_RETRACTED, retracted)
-            tx.presented = max(0, sum(tx.stacked) - dumped)
+            booked = purged + dumped
+            tx.presented = max(0, expected - dumped)
+            status = -1
+        cur = tx.current_cassette()
+        jr.settle(unbooked, cur if cur >= 0 else 0xFF, booked, retracted)
+        if status < 0:
             if tx.phase == j.REC_TAKEN:
                 status = m.PRESENT_PRESENTED
                 flags |= m.REPORT_FLAG_TAKEN

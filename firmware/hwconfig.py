@@ -1,11 +1,14 @@
-"""The only module that touches machine.*: builds the dispenser board (pins, ADC, UART, watchdog).
+"""The only module that touches machine/rp2: builds the board (pins, ADC, UART, watchdog, raw flash).
 
 Reference board: RP2040 (Raspberry Pi Pico) wired to the dispenser's driver board. The simulated board
 provides the same machine API, so this file is used unchanged there. Pin numbers are GPIO numbers.
 """
 
 import machine
+import rp2
 from micropython import const
+
+from layout import BLOCK_SIZE, RAW_BLOCKS, RAW_FIRST_BLOCK
 
 UART_ID = const(0)
 UART_TX = const(0)
@@ -74,6 +77,8 @@ class Board:
             timeout=0,
             rxbuf=UART_RXBUF,
         )
+        # The journal's raw flash region (layout.py): erase blocks outside anything littlefs uses.
+        self.raw = rp2.Flash(start=RAW_FIRST_BLOCK * BLOCK_SIZE, len=RAW_BLOCKS * BLOCK_SIZE)
         self.device_id = machine.unique_id()
         cause = machine.reset_cause()
         self.watchdog_reset = cause == machine.WDT_RESET

@@ -1,53 +1,89 @@
-"""Power-safe transaction journal on littlefs: intent before motion, progress as notes move, outcome after.
+"""Power-safe state on raw flash: an append-only record log in a ring of erase blocks (no littlefs).
 
-Fixed 48-byte records, appended and synced one by one, each with its own CRC (a torn tail is ignored):
+Everything the firmware must remember across a power cut lives here: cassette contents and bins,
+the transaction journal (intent before motion, outcome after), the device key and the nonce epoch.
+littlefs holds only the code and is never written at run time (docs/deployment.md).
 
-    offset 0   type u8      REC_*
-    offset 1   flags u8
-    offset 2   seqno u16    record counter
-    offset 4   txid 16s
-    offset 20  aux 16s      nonce (BEGIN) or denominations+counts (CASSETTES)
-    offset 36  data <4H     per-type fields
-    offset 44  spare u16
-    offset 46  crc u16      CRC-16/CCITT over bytes 0..45
+The log uses RAW_BLOCKS erase blocks (layout.py) as a ring. Every flash program is one 256-byte
+page, programmed once after its block was erased, and holds one commit:
 
-Replaying the file from its first record rebuilds the cassette counts, the bins, the recent
-finished transactions (for repeated DISPENSE and GET_REPORT) and the one open transaction, if any.
-The file is compacted (snapshot + recent transactions to a new file, then an atomic rename) when it
-grows past COMPACT_AT records and no transaction is open.
+    offset 0   magic u8      0xA7
+    offset 1   kind u8       K_HEAD (page 0 of a block), K_LOG, K_SNAP, K_SNAP_END
+    offset 2   nrec u8       records in the page, 0..5
+    offset 3   zero u8
+    offset 4   bseq u32      sequence number of the block (one more for every block the ring enters)
+    offset 8   nrec records of 48 bytes:
+                 type u8, flags u8, seqno u16, txid 16s, aux 16s, d0..d3 u16, x u16, zero u16
+    then       crc u16       CRC-16/CCITT (atm_wire.crc) over the page up to here, big-endian
+
+A block is entered by erasing it and programming its header page. Every SNAP_EVERY blocks the ring
+enters, a snapshot (the whole state as records, K_SNAP pages ending with K_SNAP_END) is written
+first; blocks older than the newest complete snapshot are free. At boot the newest complete snapshot
+is replayed, then every log page after it, in block order. A page torn by a power cut fails its CRC
+and is skipped (its intent never became durable, so its motion never began); a page that is not
+erased is never programmed again; a torn erase or header leaves a block that is not valid and is
+erased again before use; a torn snapshot is ignored and the previous one still holds. So a cut at
+any erase or program loses nothing that was committed before it.
+
+Cost: one page program per record; a note picked into the stacker is one record (PICKED, after it
+arrived); a transaction adds BEGIN, PRESENT and END. One erase per 15 records, amortised.
 """
 
-import os
 import struct
 
 from atm_wire.crc import crc16
+from micropython import const
 
-REC_SIZE = 48
+from layout import BLOCK_SIZE, PAGE_SIZE, RAW_BLOCKS
+
 _FMT = "<BBH16s16s4HH"
+REC_SIZE = const(48)
+_HDR = const(8)
+_PER_PAGE = const(5)  # records per page: 8 + 5 * 48 + 2 <= 256
+_PAGES = const(16)  # pages per block
+_MAGIC = const(0xA7)
+K_HEAD = const(1)
+K_LOG = const(2)
+K_SNAP = const(3)
+K_SNAP_END = const(4)
+SNAP_EVERY = const(8)  # blocks between snapshots; at most SNAP_EVERY + 1 blocks are ever needed
 
 REC_CASSETTES = 1  # aux = denominations <4H + counts <4H; data = reject bin, retract bin
 REC_BEGIN = 2  # token accepted: txid, aux = nonce, data = notes requested per cassette
-REC_PICK = 3  # about to run a pick motor: data[0] = cassette
-REC_PICKED = 4  # note(s) at the gate: data = cassette, notes, destination (0 stacker, 1 reject)
-REC_STACKED = 5  # dispense phase over: data = notes in the stacker per cassette
+REC_PICK = 3  # (in memory only) a pick may be under way from tx.current_cassette()
+REC_PICKED = 4  # note(s) of one pick: data = cassette, notes, destination (0 stacker, 1 reject)
+REC_STACKED = 5  # (in memory only) dispense phase over
 REC_PRESENT = 6  # about to open the shutter and present
-REC_PRESENTED = 7  # data[0] = notes in the presenter
-REC_TAKEN = 8  # data[0] = notes the customer took
+REC_PRESENTED = 7  # (in memory only) data[0] = notes in the presenter
+REC_TAKEN = 8  # (in memory only) the customer took the notes; END follows at once
 REC_RETRACT = 9  # about to retract
 REC_RETRACTED = 10  # data[0] = notes counted into the retract bin
 REC_END = 11  # outcome: flags = report flags, data = present status, presented, retracted, rejected
-REC_PURGED = 12  # notes found in the path after a reset: data = to reject bin, to retract bin, cassette
+REC_PURGED = 12  # notes no transaction owns, binned: data = to reject bin, to retract bin, cassette
 REC_REJECTED = 13  # the open transaction's stacker emptied into the reject bin: data[0] = notes
 REC_COUNTED = 14  # a cassette counted into the reject bin: data = cassette, notes
 REC_REJECT = 15  # about to empty the open transaction's stacker into the reject bin (REJECT)
+REC_DIVERTED = 16  # the double pick booked by the last PICKED reached the reject bin
+REC_EMPTY = 17  # data[0] = cassette found empty while dispensing (its count becomes 0)
+REC_SETTLE = 18  # boot recovery of the open transaction: d0 notes from cassette d1 and d2 booked
+#                  notes to the reject bin, d3 notes to the retract bin
+REC_KEY = 19  # the device key: txid = bytes 0..15, aux = bytes 16..31
+REC_EPOCH = 20  # the nonce epoch: d0 = low half, d1 = high half
+REC_SNAP_TX = 21  # snapshot of a finished transaction: txid, aux = nonce, data = stacked, flags, x = status
+REC_SNAP_TX2 = 22  # ... its aux = rejected_by <4H, presented, retracted, rejected, 0
+REC_SNAP_OPEN = 23  # snapshot of the open transaction after its BEGIN: aux = stacked <4H + rejected_by
+#                     <4H, d0 = rejected, d1 = phase | empty mask << 8, d2 = retracted, d3 = presented,
+#                     flags = last destination, x = last notes
 
 DEST_STACKER = 0
 DEST_REJECT = 1
 
-COMPACT_AT = 400
 RECENT_MAX = 16
-PATH = "journal.bin"
 _ZERO16 = bytes(16)
+
+
+class JournalError(Exception):
+    """The raw flash region cannot hold the log (a layout or hardware fault)."""
 
 
 class Tx:
@@ -61,7 +97,7 @@ class Tx:
         self.rejected = 0  # notes of this transaction that went to the reject bin, in all
         self.rejected_by = [0, 0, 0, 0]  # of which double picks diverted, per cassette
         self.phase = REC_BEGIN  # the last record type seen for this transaction
-        self.last_pick = -1  # cassette of a PICK with no PICKED after it
+        self.empty = 0  # bit c: cassette c found empty during this dispense
         self.last_n = 0  # notes and destination of the last PICKED
         self.last_dest = 0
         self.presented = 0
@@ -70,41 +106,172 @@ class Tx:
         self.present_status = 0
         self.flags = 0
 
+    def current_cassette(self):
+        """The cassette a pick may be under way from (-1: the dispense phase is over)."""
+        for c in range(4):
+            if self.stacked[c] < self.requested[c] and not self.empty & (1 << c):
+                return c
+        return -1
+
 
 class Journal:
-    def __init__(self):
-        self._buf = bytearray(REC_SIZE)
+    def __init__(self, dev):
+        self._dev = dev
+        self._page = bytearray(PAGE_SIZE)
+        self._rd = bytearray(PAGE_SIZE)
+        self._rec = bytearray(REC_SIZE)
         self._seq = 0
-        self._count = 0
-        self._f = None
+        self._head = -1  # block being appended to
+        self._bseq = 0  # its sequence number
+        self._next_page = _PAGES  # next erased page in the head block
+        self._snap_bseq = 0  # block sequence number of the newest complete snapshot
+        self.programs = 0  # flash page programs since boot (the benchmark reads these)
+        self.erases = 0
+        self.torn_pages = 0
         self.denoms = [100, 50, 20, 10]
         self.counts = [0, 0, 0, 0]
         self.reject_bin = 0
         self.retract_bin = 0
+        self.key = None
+        self.epoch = 0
         self.open_tx = None
         self.recent = []  # finished Tx, newest last
-        self.torn_records = 0
+
+    # ----- flash -----------------------------------------------------------------------------------
+    def _read_page(self, block, page):
+        self._dev.readblocks(block, self._rd, page * PAGE_SIZE)
+        return self._rd
+
+    def _page_ok(self, p):
+        """The number of records of a valid page, or -1 (erased, torn or foreign)."""
+        if p[0] != _MAGIC or p[3] != 0:
+            return -1
+        n = p[2]
+        if n > _PER_PAGE:
+            return -1
+        end = _HDR + n * REC_SIZE
+        if ((p[end] << 8) | p[end + 1]) != crc16(p, 0, end):
+            return -1
+        return n
+
+    def _erased(self, p):
+        for i in range(PAGE_SIZE):
+            if p[i] != 0xFF:
+                return False
+        return True
+
+    def _program(self, kind, nrec):
+        """Seal the page buffer (header, CRC) and program it at the next erased page of the head."""
+        p = self._page
+        p[0] = _MAGIC
+        p[1] = kind
+        p[2] = nrec
+        p[3] = 0
+        struct.pack_into("<I", p, 4, self._bseq)
+        end = _HDR + nrec * REC_SIZE
+        crc = crc16(p, 0, end)
+        p[end] = crc >> 8
+        p[end + 1] = crc & 0xFF
+        for i in range(end + 2, PAGE_SIZE):
+            p[i] = 0xFF
+        self._dev.writeblocks(self._head, p, self._next_page * PAGE_SIZE)
+        self.programs += 1
+        self._next_page += 1
+
+    def _enter_block(self, block, bseq):
+        self._dev.ioctl(6, block)  # erase: the block was free (older than the newest snapshot)
+        self.erases += 1
+        self._head = block
+        self._bseq = bseq
+        self._next_page = 0
+        self._program(K_HEAD, 0)
+
+    def _room(self, pages):
+        """Make sure `pages` erased pages follow in the head block (moving on, with a snapshot)."""
+        if self._next_page + pages <= _PAGES:
+            return
+        head = 0 if self._head < 0 else (self._head + 1) % RAW_BLOCKS
+        self._enter_block(head, self._bseq + 1)
+        if self._bseq - self._snap_bseq >= SNAP_EVERY:
+            self._write_snapshot()
 
     # ----- writing ---------------------------------------------------------------------------------
-    def _append(self, rtype, txid=_ZERO16, aux=_ZERO16, d0=0, d1=0, d2=0, d3=0, flags=0):
-        buf = self._buf
-        struct.pack_into(_FMT, buf, 0, rtype, flags, self._seq, txid, aux, d0, d1, d2, d3, 0)
-        crc = crc16(buf, 0, REC_SIZE - 2)
-        buf[REC_SIZE - 2] = crc & 0xFF
-        buf[REC_SIZE - 1] = crc >> 8
-        if self._f is None:
-            self._f = open(PATH, "ab")
-        self._f.write(buf)
-        self._f.flush()  # littlefs commits the record here: it survives a power cut from now on
+    def _pack(self, off, rtype, txid, aux, d0, d1, d2, d3, flags, x):
+        struct.pack_into(_FMT, self._page, off, rtype, flags, self._seq, txid, aux, d0, d1, d2, d3, x)
+        self._page[off + 46] = 0
+        self._page[off + 47] = 0
         self._seq = (self._seq + 1) & 0xFFFF
-        self._count += 1
-        self._apply(rtype, flags, txid, aux, d0, d1, d2, d3)
 
-    def snapshot(self):
+    def _append(self, rtype, txid=_ZERO16, aux=_ZERO16, d0=0, d1=0, d2=0, d3=0, flags=0, x=0):
+        """One record, one page program; durable when this returns (then applied in memory)."""
+        self._room(1)
+        self._pack(_HDR, rtype, txid, aux, d0, d1, d2, d3, flags, x)
+        self._program(K_LOG, 1)
+        self._apply(rtype, flags, txid, aux, d0, d1, d2, d3, x)
+
+    def _snapshot_records(self):
+        """The whole state as records: (type, txid, aux, d0, d1, d2, d3, flags, x) tuples."""
         d = self.denoms
         c = self.counts
-        aux = struct.pack("<4H4H", d[0], d[1], d[2], d[3], c[0], c[1], c[2], c[3])
-        self._append(REC_CASSETTES, aux=aux, d0=self.reject_bin & 0xFFFF, d1=self.retract_bin & 0xFFFF)
+        out = [
+            (
+                REC_CASSETTES,
+                _ZERO16,
+                struct.pack("<4H4H", d[0], d[1], d[2], d[3], c[0], c[1], c[2], c[3]),
+                self.reject_bin & 0xFFFF,
+                self.retract_bin & 0xFFFF,
+                0,
+                0,
+                0,
+                0,
+            ),
+            (REC_EPOCH, _ZERO16, _ZERO16, self.epoch & 0xFFFF, self.epoch >> 16, 0, 0, 0, 0),
+        ]
+        if self.key is not None:
+            out.append((REC_KEY, self.key[:16], self.key[16:], 0, 0, 0, 0, 0, 0))
+        for tx in self.recent:
+            s = tx.stacked
+            r = tx.rejected_by
+            out.append((REC_SNAP_TX, tx.txid, tx.nonce, s[0], s[1], s[2], s[3], tx.flags, tx.present_status))
+            aux = struct.pack("<8H", r[0], r[1], r[2], r[3], tx.presented, tx.retracted, tx.rejected, 0)
+            out.append((REC_SNAP_TX2, tx.txid, aux, 0, 0, 0, 0, 0, 0))
+        tx = self.open_tx
+        if tx is not None:
+            q = tx.requested
+            s = tx.stacked
+            r = tx.rejected_by
+            out.append((REC_BEGIN, tx.txid, tx.nonce, q[0], q[1], q[2], q[3], 0, 0))
+            aux = struct.pack("<8H", s[0], s[1], s[2], s[3], r[0], r[1], r[2], r[3])
+            out.append(
+                (
+                    REC_SNAP_OPEN,
+                    tx.txid,
+                    aux,
+                    tx.rejected,
+                    tx.phase | (tx.empty << 8),
+                    tx.retracted,
+                    tx.presented,
+                    tx.last_dest,
+                    tx.last_n,
+                )
+            )
+        return out
+
+    def _write_snapshot(self):
+        """The state as K_SNAP pages, the last one K_SNAP_END, at the start of the head block."""
+        recs = self._snapshot_records()
+        pages = (len(recs) + _PER_PAGE - 1) // _PER_PAGE
+        if self._next_page + pages > _PAGES:
+            raise JournalError("snapshot larger than a block")
+        i = 0
+        for pg in range(pages):
+            n = min(_PER_PAGE, len(recs) - i)
+            for k in range(n):
+                v = recs[i + k]
+                self._pack(_HDR + k * REC_SIZE, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
+            i += n
+            self._program(K_SNAP_END if pg == pages - 1 else K_SNAP, n)
+        self._snap_bseq = self._bseq
 
     def begin(self, txid, nonce, notes):
         self._append(REC_BEGIN, txid, nonce, notes[0], notes[1], notes[2], notes[3])
@@ -114,19 +281,26 @@ class Journal:
         assert tx is not None, "no open transaction"
         return tx
 
-    def pick(self, cassette):
-        self._append(REC_PICK, self._tx().txid, d0=cassette)
-
     def picked(self, cassette, notes, dest):
         self._append(REC_PICKED, self._tx().txid, d0=cassette, d1=notes, d2=dest)
 
+    def diverted(self):
+        self._append(REC_DIVERTED, self._tx().txid)
+
+    def empty(self, cassette):
+        self._append(REC_EMPTY, self._tx().txid, d0=cassette)
+
     def stacked(self):
-        tx = self._tx()
-        s = tx.stacked
-        self._append(REC_STACKED, tx.txid, d0=s[0], d1=s[1], d2=s[2], d3=s[3])
+        self._tx().phase = REC_STACKED  # nothing to make durable: the PICKED records say it all
 
     def mark(self, rtype, value=0):
+        """An intent or a progress record of the open transaction (written to flash)."""
         self._append(rtype, self._tx().txid, d0=value)
+
+    def note(self, rtype, value=0):
+        """Progress kept in memory only: recovery does not need it (PRESENTED, TAKEN)."""
+        tx = self._tx()
+        self._apply(rtype, 0, tx.txid, _ZERO16, value, 0, 0, 0, 0)
 
     def end(self, present_status, flags):
         tx = self._tx()
@@ -137,6 +311,9 @@ class Journal:
     def purged(self, to_reject, to_retract, cassette=0xFF):
         self._append(REC_PURGED, d0=to_reject, d1=to_retract, d2=cassette)
 
+    def settle(self, from_cassette, cassette, booked, retracted):
+        self._append(REC_SETTLE, self._tx().txid, d0=from_cassette, d1=cassette, d2=booked, d3=retracted)
+
     def rejected(self, notes):
         self._append(REC_REJECTED, self._tx().txid, d0=notes)
 
@@ -144,13 +321,25 @@ class Journal:
         self._append(REC_COUNTED, d0=cassette, d1=notes)
 
     def set_cassettes(self, denoms, counts):
-        for i in range(4):
-            self.denoms[i] = denoms[i]
-            self.counts[i] = counts[i]
-        self.snapshot()
+        d = denoms
+        c = counts
+        aux = struct.pack("<4H4H", d[0], d[1], d[2], d[3], c[0], c[1], c[2], c[3])
+        self._append(REC_CASSETTES, aux=aux, d0=self.reject_bin & 0xFFFF, d1=self.retract_bin & 0xFFFF)
+
+    def set_key(self, key):
+        self._append(REC_KEY, key[:16], key[16:])
+
+    def next_epoch(self):
+        """Raise the nonce epoch and make it durable before any nonce of it is issued."""
+        e = self.epoch + 1
+        self._append(REC_EPOCH, d0=e & 0xFFFF, d1=e >> 16)
+        return e
+
+    def maybe_compact(self):
+        return False  # the ring snapshots by itself when it enters a block (_room)
 
     # ----- replay ----------------------------------------------------------------------------------
-    def _apply(self, rtype, flags, txid, aux, d0, d1, d2, d3):
+    def _apply(self, rtype, flags, txid, aux, d0, d1, d2, d3, x):
         tx = self.open_tx
         if rtype == REC_CASSETTES:
             v = struct.unpack("<4H4H", aux)
@@ -170,16 +359,48 @@ class Journal:
             self.counts[d0] = 0
             self.reject_bin += d1
             return
+        if rtype == REC_KEY:
+            self.key = bytes(txid) + bytes(aux)
+            return
+        if rtype == REC_EPOCH:
+            self.epoch = d0 | (d1 << 16)
+            return
         if rtype == REC_BEGIN:
             self.open_tx = Tx(bytes(txid), bytes(aux), [d0, d1, d2, d3])
             return
+        if rtype == REC_SNAP_TX:
+            t = Tx(bytes(txid), bytes(aux), [d0, d1, d2, d3])
+            t.stacked = [d0, d1, d2, d3]
+            t.flags = flags
+            t.present_status = x
+            t.phase = REC_END
+            self._remember(t)
+            return
+        if rtype == REC_SNAP_TX2:
+            t = self.recent[-1] if self.recent else None
+            if t is not None and t.txid == bytes(txid):
+                v = struct.unpack("<8H", aux)
+                t.rejected_by = [v[0], v[1], v[2], v[3]]
+                t.presented = v[4]
+                t.retracted = v[5]
+                t.rejected = v[6]
+            return
         if tx is None or bytes(txid) != tx.txid:
             return
+        if rtype == REC_SNAP_OPEN:
+            v = struct.unpack("<8H", aux)
+            tx.stacked = [v[0], v[1], v[2], v[3]]
+            tx.rejected_by = [v[4], v[5], v[6], v[7]]
+            tx.rejected = d0
+            tx.phase = d1 & 0xFF
+            tx.empty = d1 >> 8
+            tx.retracted = d2
+            tx.presented = d3
+            tx.last_dest = flags
+            tx.last_n = x
+            return
         tx.phase = rtype
-        if rtype == REC_PICK:
-            tx.last_pick = d0
-        elif rtype == REC_PICKED:
-            tx.last_pick = -1
+        if rtype == REC_PICKED:
             tx.last_n = d1
             tx.last_dest = d2
             self.counts[d0] = max(0, self.counts[d0] - d1)
@@ -189,6 +410,9 @@ class Journal:
                 tx.rejected += d1
                 tx.rejected_by[d0] += d1
                 self.reject_bin += d1
+        elif rtype == REC_EMPTY:
+            self.counts[d0] = 0
+            tx.empty |= 1 << d0
         elif rtype == REC_PRESENTED:
             tx.presented = d0
         elif rtype == REC_TAKEN:
@@ -200,6 +424,13 @@ class Journal:
             # Counted out of their cassettes when picked; now in the reject bin, this transaction's.
             tx.rejected += d0
             self.reject_bin += d0
+        elif rtype == REC_SETTLE:
+            if d1 < 4:
+                self.counts[d1] = max(0, self.counts[d1] - d0)
+            self.reject_bin += d0 + d2
+            self.retract_bin += d3
+            tx.rejected += d0 + d2
+            tx.retracted += d3
         elif rtype == REC_END:
             tx.present_status = d0
             tx.presented = d1
@@ -226,82 +457,78 @@ class Journal:
                 return tx
         return None
 
+    def _replay_page(self, p, n):
+        for k in range(n):
+            v = struct.unpack_from(_FMT, p, _HDR + k * REC_SIZE)
+            self._seq = (v[2] + 1) & 0xFFFF
+            self._apply(v[0], v[1], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
+
+    def _block_seq(self, block):
+        """The sequence number of a valid block, or -1."""
+        p = self._read_page(block, 0)
+        if self._page_ok(p) != 0 or p[1] != K_HEAD:
+            return -1
+        return struct.unpack_from("<I", p, 4)[0]
+
+    def _snapshot_end(self, block, bseq):
+        """Pages 1.. of the block hold a complete snapshot: the page after its K_SNAP_END, else 0."""
+        for page in range(1, _PAGES):
+            p = self._read_page(block, page)
+            if self._page_ok(p) < 0 or struct.unpack_from("<I", p, 4)[0] != bseq:
+                return 0
+            if p[1] == K_SNAP_END:
+                return page + 1
+            if p[1] != K_SNAP:
+                return 0
+        return 0
+
     def load(self):
-        """Replay the journal file; returns the number of good records."""
-        buf = self._buf
-        good = 0
-        try:
-            f = open(PATH, "rb")
-        except OSError:
+        """Rebuild the state from the flash; format the region on the very first boot. Returns the
+        number of records replayed (0 on a first boot)."""
+        order = []  # (bseq, block) of valid blocks, oldest first
+        for b in range(RAW_BLOCKS):
+            s = self._block_seq(b)
+            if s < 0:
+                continue
+            i = len(order)
+            while i > 0 and order[i - 1][0] > s:
+                i -= 1
+            order.insert(i, (s, b))
+        start = -1
+        first_page = 0
+        for i in range(len(order) - 1, -1, -1):
+            first_page = self._snapshot_end(order[i][1], order[i][0])
+            if first_page:
+                start = i
+                break
+        if start < 0:
+            # First boot (or nothing complete was ever written): an empty machine until REPLENISH.
+            last = order[-1] if order else (-1, -1)
+            self._head = last[1]
+            self._bseq = last[0] + 1 if order else 1
+            self._enter_block(0 if last[1] < 0 else (last[1] + 1) % RAW_BLOCKS, self._bseq)
+            self._write_snapshot()
             return 0
-        with f:
-            while f.readinto(buf) == REC_SIZE:
-                crc = buf[REC_SIZE - 2] | (buf[REC_SIZE - 1] << 8)
-                if crc != crc16(buf, 0, REC_SIZE - 2):
-                    self.torn_records += 1
-                    break  # a torn tail: everything after it is ignored
-                v = struct.unpack_from(_FMT, buf, 0)
-                self._seq = (v[2] + 1) & 0xFFFF
-                self._apply(v[0], v[1], v[3], v[4], v[5], v[6], v[7], v[8])
-                good += 1
-        self._count = good
-        return good
+        replayed = 0
+        for i in range(start, len(order)):
+            bseq, block = order[i]
+            used = 1
+            for pg in range(1, _PAGES):
+                p = self._read_page(block, pg)
+                n = self._page_ok(p)
+                if n < 0 or struct.unpack_from("<I", p, 4)[0] != bseq:
+                    if not self._erased(p):
+                        used = pg + 1
+                        self.torn_pages += 1
+                    continue
+                used = pg + 1
+                kind = p[1]
+                if kind == K_LOG or (i == start and pg < first_page):
+                    self._replay_page(p, n)
+                    replayed += n
+            self._head = block
+            self._bseq = bseq
+            self._next_page = used
+        self._snap_bseq = order[start][0]
+        return replayed
 
-    def maybe_compact(self):
-        if self.open_tx is not None or self._count < COMPACT_AT:
-            return False
-        self.compact()
-        return True
-
-    def compact(self):
-        """Rewrite the journal as a snapshot plus the recent finished transactions."""
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-        recent = self.recent
-        self.recent = []
-        tmp = PATH + ".new"
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        self._f = open(tmp, "ab")
-        self._count = 0
-        self.snapshot()
-        keep_counts = list(self.counts)
-        keep_reject = self.reject_bin
-        keep_retract = self.retract_bin
-        for tx in recent:
-            s = tx.stacked
-            self._append(
-                REC_BEGIN,
-                tx.txid,
-                tx.nonce,
-                tx.requested[0],
-                tx.requested[1],
-                tx.requested[2],
-                tx.requested[3],
-            )
-            for c in range(4):
-                if s[c]:
-                    self._append(REC_PICKED, tx.txid, d0=c, d1=s[c], d2=DEST_STACKER)
-                if tx.rejected_by[c]:
-                    self._append(REC_PICKED, tx.txid, d0=c, d1=tx.rejected_by[c], d2=DEST_REJECT)
-            self._append(
-                REC_END,
-                tx.txid,
-                d0=tx.present_status,
-                d1=tx.presented,
-                d2=tx.retracted,
-                d3=tx.rejected,
-                flags=tx.flags,
-            )
-        # Replaying the copied transactions must not move the cassette counts or bins again.
-        for i in range(4):
-            self.counts[i] = keep_counts[i]
-        self.reject_bin = keep_reject
-        self.retract_bin = keep_retract
-        self.snapshot()
-        self._f.close()
-        self._f = None
-        os.rename(tmp, PATH)

@@ -1,7 +1,7 @@
 """End-to-end security on the dispenser: the device key, command nonces, token checks, signed reports.
 
 - The 32-byte device key is provisioned once (PROVISION) and can never be read back or replaced.
-- A command nonce is epoch (u32, raised and saved at every boot before any nonce is issued) | counter
+- A command nonce is epoch (u32, raised in the journal at every boot before any nonce is issued) | counter
   (u32) | 8 random bytes, so it never repeats, even across power loss. One nonce is outstanding at a
   time; it is consumed by the first token presented against it, valid or not, and expires.
 - Tokens are checked here, on the MCU, with a constant-time MAC compare. Repeated bad tokens lock
@@ -12,27 +12,22 @@ import os
 import struct
 import time
 
-import store
 from atm_wire import auth
 from atm_wire import messages as m
 
-KEY_PATH = "key.bin"
-EPOCH_PATH = "epoch.bin"
 NONCE_LIFETIME_MS = 180_000  # covers the bank round trip and a slow customer at the keypad
 FRAUD_THRESHOLD = 5  # consecutive bad tokens before the lock
 FRAUD_LOCK_MS = 60_000
 
 
 class Security:
-    def __init__(self, device_id):
+    def __init__(self, device_id, journal):
         self.device_id = device_id
-        self.key = store.read(KEY_PATH)
+        self._jr = journal
+        self.key = journal.key
         if self.key is not None and len(self.key) != m.KEY_LEN:
             self.key = None
-        raw = store.read(EPOCH_PATH)
-        epoch = struct.unpack("<I", raw)[0] if raw is not None and len(raw) == 4 else 0
-        self.epoch = epoch + 1
-        store.write_atomic(EPOCH_PATH, struct.pack("<I", self.epoch))  # before any nonce is issued
+        self.epoch = journal.next_epoch()  # durable before any nonce is issued
         self._counter = 0
         self.nonce = None
         self._nonce_at = 0
@@ -51,7 +46,7 @@ class Security:
             return m.ALREADY_PROVISIONED
         if len(key) != m.KEY_LEN or key == bytes(m.KEY_LEN):
             return m.INVALID_DATA
-        store.write_atomic(KEY_PATH, bytes(key))
+        self._jr.set_key(bytes(key))
         self.key = bytes(key)
         return m.SUCCESS
 

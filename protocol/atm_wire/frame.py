@@ -153,15 +153,9 @@ class FrameParser:
             self._drop(1)
 
     def _drop_frame(self, length: int) -> None:
-        buf = self.buf
-        i = 0
-        k = length
-        have = self.have
-        while k < have:
-            buf[i] = buf[k]
-            i += 1
-            k += 1
-        self.have = i
+        """Forget a delivered frame (not counted as dropped), then what cannot start the next one."""
+        self.bytes_dropped -= length
+        self._drop(length)
 
     def _tail(self, on_frame: "Callable[[bytearray, int], None]") -> None:
         """A SYNC ended the buffer inside a long candidate: does a good frame end here, behind garbage?"""

@@ -11,8 +11,12 @@
 - Pins and ADC: a TCP "board bus" on loopback, served here from the mechanics model.
 - Watchdog: kept here, outside the interpreter. A missed feed kills the process and restarts it with
   reset cause WDT_RESET; the flash image survives.
+- Flash: the image file is the storage region of firmware/layout.py. littlefs (code only) sits in its
+  first RAW_FIRST_BLOCK blocks; the journal's raw region is the rest, reached through a simulated
+  rp2.Flash with NOR rules (mp/rp2.py): erase to 0xFF, program = AND, whole 256-byte pages.
 - Power cuts: at any instant a test chooses, including exactly at the k-th pin write or the k-th
-  flash block write from now (the points where the firmware's state changes).
+  flash erase or page program from now (the points where the firmware's state changes), before the
+  operation or torn in its middle (`tear`: bytes written before the power fails).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ WIRE_DIR = REPO / "protocol" / "atm_wire"
 MP_DIR = Path(__file__).resolve().parent / "mp"
 
 OP_WRITE, OP_READ, OP_ADC = 0x57, 0x52, 0x41
-OP_WDT_START, OP_WDT_FEED, OP_FLASH, OP_RESET_CAUSE = 0x53, 0x44, 0x46, 0x43
+OP_WDT_START, OP_WDT_FEED, OP_FLASH, OP_RESET_CAUSE, OP_TORN = 0x53, 0x44, 0x46, 0x43, 0x54
+FLASH_FS, FLASH_PROGRAM, FLASH_ERASE = 0, 1, 2  # OP_FLASH's pin byte: what is about to be written
 PWRON_RESET, WDT_RESET = 1, 3
 
 
@@ -188,6 +193,21 @@ def _tool(name: str) -> str:
     return found
 
 
+def flash_layout() -> dict[str, int]:
+    """The const() values of firmware/layout.py; SimError if mp/flashdev.py disagrees with them."""
+    values: dict[str, int] = {}
+    for line in (FIRMWARE_DIR / "layout.py").read_text().splitlines():
+        name, _, rest = line.partition(" = const(")
+        if rest:
+            values[name.strip()] = int(rest.split(")")[0], 0)
+    dev = (MP_DIR / "flashdev.py").read_text()
+    pairs = (("FS_BLOCKS", "FS_BLOCKS"), ("BLOCK_COUNT", "RAW_FIRST_BLOCK"), ("BLOCK_SIZE", "BLOCK_SIZE"))
+    for name, key in pairs:
+        if f"{name} = {values[key]}" not in dev:
+            raise SimError(f"sim/atm_sim/mp/flashdev.py {name} disagrees with firmware/layout.py {key}")
+    return values
+
+
 def build_image_tree(dest: Path, compile_mpy: bool = True) -> Path:
     """Stage the board image (firmware/manifest.py: main.py, modules as .mpy, lib/atm_wire) for this
     board: the same builder and tree as the RP2040's (atm_tools.image), compiled for x64 here."""
@@ -244,6 +264,10 @@ class SimBoard:
         self._cut_kind = ""
         self._cut_left = 0
         self._cut_hook: Callable[[], None] | None = None
+        self._cut_tear: int | None = None
+        self.flash_programs = 0
+        self.flash_erases = 0
+        self.torn = 0
         self.flash_writes = 0
         self.pin_writes = 0
         self.boots = 0
@@ -256,8 +280,10 @@ class SimBoard:
         """Copy the firmware into the flash image (format first when asked or when it is new)."""
         tree = build_image_tree(self.workdir / "image-tree")
         args = [_tool("micropython"), str(MP_DIR / "flashtool.py"), str(self.image), str(tree)]
-        if fmt or not self.image.exists():
-            args.append("--format")
+        lay = flash_layout()
+        size = lay["FS_BLOCKS"] * lay["BLOCK_SIZE"]
+        if fmt or not self.image.exists() or self.image.stat().st_size != size:
+            args.append("--format")  # new, or an image of another layout
         res = subprocess.run(args, check=False, capture_output=True, text=True, cwd=MP_DIR)
         if res.returncode != 0:
             raise SimError(f"flashing failed: {res.stdout}{res.stderr}")
@@ -430,12 +456,17 @@ class SimBoard:
             if self._proc is None or self._proc.poll() is not None:
                 self._spawn(PWRON_RESET)
 
-    def cut_at(self, kind: str, k: int, hook: Callable[[], None] | None = None) -> None:
-        """Arm a power cut at the k-th (1-based) 'pin' write or 'flash' block write from now."""
+    def cut_at(
+        self, kind: str, k: int, hook: Callable[[], None] | None = None, tear: int | None = None
+    ) -> None:
+        """Arm a power cut at the k-th (1-based) 'pin' write or 'flash' operation (erase or page
+        program) from now. `tear`: for a raw flash operation, the bytes it writes before the power
+        fails (None: it never starts)."""
         if kind not in ("pin", "flash") or k < 1:
             raise ValueError("kind must be 'pin' or 'flash' and k >= 1")
         with self._lock:
             self._cut_kind, self._cut_left, self._cut_hook = kind, k, hook
+            self._cut_tear = tear
 
     def disarm(self) -> None:
         with self._lock:
@@ -553,9 +584,24 @@ class SimBoard:
                 return 0
             if op == OP_FLASH:
                 self.flash_writes += 1
+                if pin == FLASH_PROGRAM:
+                    self.flash_programs += 1
+                elif pin == FLASH_ERASE:
+                    self.flash_erases += 1
+                tear = self._cut_tear
+                if pin != FLASH_FS and tear is not None and self._cut_kind == "flash" and self._cut_left == 1:
+                    # A torn operation: it writes `tear` bytes, then reports OP_TORN and the power fails.
+                    self._cut_left = 0
+                    self._cut_kind = "torn"
+                    return min(tear, 4096) + 1
                 if self._tick_cut("flash") or self._tick_unplug("flash"):
                     return None
                 return 0
+            if op == OP_TORN:
+                self.torn += 1
+                self._cut_kind, self._cut_left = "torn", 1
+                self._tick_cut("torn")
+                return None
             if op == OP_RESET_CAUSE:
                 return self._reset_cause
         return 0

@@ -22,9 +22,9 @@ def micropython() -> str:
 
 def run_mp(script: str, *args: str, heap: str = "192K") -> subprocess.CompletedProcess[str]:
     cmd = [micropython(), "-X", f"heapsize={heap}", str(MP_DIR / script), str(ROOT), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
 
 
 def run_cpython(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(MP_DIR / script), str(ROOT), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)

@@ -89,3 +89,22 @@ def test_fuzz_mutated_frames(frames: list[tuple[int, bytes]], flips: list[tuple[
     assert got[-10:] == [clean] * 10  # realigned
     if not flips:
         assert got == [*encoded, *([clean] * 40)]
+
+
+def test_implausible_byte_right_after_a_frame_in_the_same_read() -> None:
+    # A good frame, then a byte that cannot be a length (> MAX_FRAME), then 200 bytes of noise and a
+    # good frame, all in one read: the parser must neither overrun its buffer nor lose the last frame.
+    a = encode(1, 0, FLAG_DATA, b"first")
+    b = encode(2, 0, FLAG_DATA, b"second")
+    noise = bytes((i * 37 + 11) & 0x7F for i in range(200))
+    got, _ = parse(a + b"\xc8" + noise + b, chunk=4096)
+    assert got[0] == a and got[-1] == b
+
+
+def test_garbage_in_front_of_every_frame_costs_no_frame() -> None:
+    rng = random.Random(11)
+    frames = [encode(i & 0xFF, 0, FLAG_DATA, bytes((2, i & 0xFF, 0))) for i in range(200)]
+    stream = b"".join(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 24))) + f for f in frames)
+    for chunk in (1, 7, 64, 4096):
+        got, _ = parse(stream, chunk)
+        assert [f for f in got if f in frames] == frames, chunk

@@ -7,6 +7,7 @@ import os
 import platform
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from atm_sim.board import SimBoard
 from atm_tools.benchrows import record
 
 KEY = bytes(range(7, 39))
+REPO = Path(__file__).resolve().parents[2]
 DENOMS = (100, 50, 20, 10)
 
 
@@ -81,18 +83,41 @@ def throughput(client: DispenserClient, board: SimBoard, seconds: float) -> tupl
     return sum(done) / elapsed, wire_bytes / elapsed / (board.wire.baud / 10)
 
 
-def per_note(client: DispenserClient, notes: int, runs: int) -> list[float]:
+def per_note(
+    client: DispenserClient, board: SimBoard, notes: int, runs: int
+) -> tuple[list[float], float, float, float]:
+    """Time per note of a dispense; flash page programs and erases per note of the dispense, and
+    programs per transaction (dispense, then a maintenance reject) over all runs."""
     out: list[float] = []
     dev = client.info.device_id
+    programs = erases = tx_programs = 0
     for _ in range(runs):
         txid = secrets.token_bytes(16)
         nonce = client.get_nonce().nonce
         token = sign_dispense(KEY, dev, nonce, txid, (notes, 0, 0, 0))
+        p0, e0 = board.flash_programs, board.flash_erases
         t0 = time.perf_counter()
         client.dispense(token)
         out.append((time.perf_counter() - t0) * 1000 / notes)
+        programs += board.flash_programs - p0
+        erases += board.flash_erases - e0
         client.reject(token=client.maint_token(KEY, "reject"))
-    return out
+        tx_programs += board.flash_programs - p0
+    n = runs * notes
+    return out, programs / n, erases / n, tx_programs / runs
+
+
+def parse_cost(frames: int = 3000) -> tuple[float, float]:
+    """MicroPython unix port on this machine: microseconds per byte through FrameParser.feed and
+    through crc16 alone (script mp/parse_cost.py)."""
+    mp = Path(sys.executable).parent / "micropython"
+    script = Path(__file__).resolve().parent / "mp" / "parse_cost.py"
+    res = subprocess.run(
+        [str(mp), "-X", "heapsize=192K", str(script), str(REPO), str(frames)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    feed_us, crc_us = (float(x) for x in res.stdout.split())
+    return feed_us, crc_us
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,10 +147,16 @@ def main(argv: list[str] | None = None) -> int:
                         cps, share = throughput(client, board, args.seconds)
                         add(f"throughput, {label}", cps, None, "cmd/s", f"{share * 100:.0f}% of wire")
                     else:
-                        pn = per_note(client, args.notes, 5)
+                        pn, progs, erases, tx_progs = per_note(client, board, args.notes, 5)
                         add(f"dispense, per note ({args.notes}-note bundles)", statistics.median(pn),
                             _pct(pn, 0.95), "ms")  # fmt: skip
+                        add("journal flash programs per note (dispense)", progs, None, "pages",
+                            f"{tx_progs:.0f} per transaction with its reject")  # fmt: skip
+                        add("journal flash erases per note (dispense)", erases, None, "blocks",
+                            "4 KiB erase blocks, amortised")  # fmt: skip
                     heap_peak = max(heap_peak, client.counters()["heap_peak"])
+    feed_us, crc_us = parse_cost()
+    add("frame parse, unix-port MicroPython", feed_us, None, "us/byte", f"crc16 alone {crc_us:.3f} us/byte")
     print(f"dispenser link benchmark — machine: {machine()}")
     print("firmware: real MicroPython unix port, -X heapsize=192K, simulated board (mechanics in sim time)")
     print(f"{'measure':<44} {'median':>14} {'p95':>16} unit")

@@ -1,7 +1,15 @@
-"""A file-backed block device with the RP2040 Pico's flash geometry, mountable with vfs.VfsLfs2."""
+"""A file-backed block device with the RP2040 Pico's flash geometry, mountable with vfs.VfsLfs2.
+
+The image file is the storage region of firmware/layout.py: FS_BLOCKS blocks, of which littlefs uses
+the first RAW_FIRST_BLOCK (code only, written when the image is flashed); the rest is the journal's
+raw region, reached through rp2.Flash (rp2.py). On the chip the littlefs superblock says FS_BLOCKS
+(the rp2 port reformats any other size); here the unix port mounts it with RAW_FIRST_BLOCK, so no file
+can ever be allocated in the raw region.
+"""
 
 BLOCK_SIZE = 4096
-BLOCK_COUNT = 212  # 848 KiB of littlefs, like a Pico's default filesystem
+FS_BLOCKS = 352  # firmware/layout.py (atm_sim.board checks that they agree)
+BLOCK_COUNT = 320  # RAW_FIRST_BLOCK: littlefs's part of the storage region
 
 
 class FileBlockDev:

@@ -38,8 +38,11 @@ def main():
         open(image, "rb").close()
     except OSError:
         fmt = True
+    if fmt:
+        blank = b"\xff" * flashdev.BLOCK_SIZE
         with open(image, "wb") as f:
-            f.write(b"\xff" * (flashdev.BLOCK_SIZE * flashdev.BLOCK_COUNT))
+            for _ in range(flashdev.FS_BLOCKS):
+                f.write(blank)
     dev = flashdev.FileBlockDev(image)
     if fmt:
         vfs.VfsLfs2.mkfs(dev)

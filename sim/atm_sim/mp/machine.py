@@ -18,6 +18,7 @@ _OP_WDT_START = 0x53  # 'S' start the watchdog with a timeout (ms)
 _OP_WDT_FEED = 0x44  # 'D' feed the watchdog
 _OP_FLASH = 0x46  # 'F' a flash block is about to be written (a power-cut point)
 _OP_RESET_CAUSE = 0x43  # 'C' why the board (re)started
+_OP_TORN = 0x54  # 'T' a torn flash operation is done: the harness cuts the power now
 
 PWRON_RESET = 1
 WDT_RESET = 3
@@ -170,5 +171,18 @@ def reset():
 
 
 def flash_write_hook(block):
-    """Called by the simulated flash before each block write or erase."""
+    """Called by the simulated littlefs flash before each block write or erase."""
     bus_call(_OP_FLASH, 0, block)
+
+
+def flash_op(kind, block):
+    """Called by rp2.Flash before a raw program (kind 1) or erase (kind 2). Returns 0 to go on, or
+    1 + the number of bytes to program or erase before the power fails (then call flash_torn())."""
+    return bus_call(_OP_FLASH, kind, block)
+
+
+def flash_torn():
+    """The torn operation wrote what it could: the harness cuts the power and never answers."""
+    bus_call(_OP_TORN, 0, 0)
+    while True:
+        pass
