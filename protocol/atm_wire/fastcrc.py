@@ -1,4 +1,4 @@
-"""The CRC-16 loop compiled by MicroPython's viper emitter: machine code, no allocation.
+"""The CRC-16 loop and the parser's frame copy compiled by MicroPython's viper emitter (machine code).
 
 MicroPython only (viper types, ptr8/ptr16): atm_wire.crc imports it when it can and keeps its plain
 Python loop otherwise (CPython, the host). Same table, same results (tests/protocol/mp/fuzz_check.py
@@ -31,3 +31,14 @@ def crc16_range(buf, start: int, end: int) -> int:
         crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ p[i]) & 0xFF]
         i += 1
     return crc
+
+
+@micropython.viper
+def copy_into(dst, dst_off: int, src, src_off: int, n: int):
+    """dst[dst_off:dst_off + n] = src[src_off:src_off + n] without allocating (the frame parser)."""
+    d = ptr8(dst)
+    s = ptr8(src)
+    i = 0
+    while i < n:
+        d[dst_off + i] = s[src_off + i]
+        i += 1
