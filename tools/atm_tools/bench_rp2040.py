@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 pc = parse_cost(client, board, 512, 5)
                 byte_note = f"wire byte time {1e7 / baud:.1f} us; {NOTE}"
                 add(
-                    f"CPU per received byte, {baud} baud",
+                    f"CPU per byte of line noise, {baud} baud",
                     statistics.median(pc),
                     _pct(pc, 0.95),
                     "us",
