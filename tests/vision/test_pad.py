@@ -76,8 +76,8 @@ def test_every_attack_in_the_slice_is_refused(
         res = decide(pipe, Presentation(kind, variant, "victim", challenge, frames), before=kind == "warp2d")
         results.append(res)
         assert not res.accepted, (variant, res.state, res.reason)
-    lines = table(results)
-    assert lines[1].startswith(f"APCER {kind}") and " 0.0%" in lines[1]
+    lines = [line for line in table(results) if line.startswith(f"APCER {kind}")]
+    assert lines and all(" 0.0%" in line for line in lines), lines
     if kind == "warp2d":  # the 2-D cylinder turn passed the old yaw-only tracker: the check is needed
         assert any(r.accepted_before for r in results)
 

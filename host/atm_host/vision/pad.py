@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .challenge import Challenge, ChallengeState, ChallengeTracker
+from .challenge import DEFAULT_CHALLENGES, Challenge, ChallengeState, ChallengeTracker
 from .errors import VisionError
 from .frame import FloatArray, Frame
 from .liveness import Verdict
@@ -488,6 +488,16 @@ def table(results: list[Result]) -> list[str]:
         return f"{label:<40} {len(rs):>4} {acc:>8} {100 * rate:>7.1f}% {old:>8}"
 
     kinds = list(dict.fromkeys(r.presentation.kind for r in results))
+    asked = [r for r in results if r.presentation.challenge in DEFAULT_CHALLENGES]
+    if len(asked) < len(results):
+        names = " / ".join(c.name.lower() for c in DEFAULT_CHALLENGES)
+        lines.append(f"-- with the challenges the ATM asks ({names}):")
+        for kind in kinds:
+            rs = [r for r in asked if r.presentation.kind == kind]
+            if rs:
+                label = "BPCER live (rejected)" if kind == "live" else f"APCER {kind}"
+                lines.append(row(label, rs, "BPCER" if kind == "live" else "APCER"))
+        lines.append("-- every challenge, by attack and variant:")
     for kind in kinds:
         rs = [r for r in results if r.presentation.kind == kind]
         if kind == "live":
