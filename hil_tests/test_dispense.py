@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from atm_host.link import CommandFailed
 from atm_host.link.signing import verify_report
+from atm_sim.board import SimBoard
 from atm_wire import messages as m
 
 from hil_tests.rig import Rig
@@ -129,3 +130,18 @@ def test_empty_cassette_mid_dispense(tmp_path: object) -> None:
         rep = rig.client.get_report(txid)
         assert rep.presented == 0 and rep.rejected == 3
         assert rig.board.mech.snapshot()["reject_bin"] == 3
+
+
+@pytest.mark.sim_only
+def test_journal_costs_one_flash_program_per_note(rig: Rig) -> None:
+    """A 40-note dispense: one page program per note plus a few per transaction, erases amortised."""
+    board = rig.board
+    assert isinstance(board, SimBoard)
+    p0, e0 = board.flash_programs, board.flash_erases
+    _, _, res = rig.dispense((40, 0, 0, 0))
+    assert res.total_stacked == 40
+    programs, erases = board.flash_programs - p0, board.flash_erases - e0
+    # BEGIN + 40 PICKED, and at most one block header (and, once in 8 blocks, a snapshot) on the way.
+    assert 41 <= programs <= 41 + 2 + 8, programs
+    assert erases <= 3, erases
+    print(f"\n40-note dispense: {programs} page programs, {erases} erases ({programs / 40:.2f} per note)")
