@@ -21,7 +21,8 @@ commit). Attack types (`ATTACKS`), each answering the challenge the way that att
 - `cutout`: the photo with the eyes cut out and the attacker's own eyes behind the holes, blinking; asked
   to turn, the paper is turned.
 - `impostor`: the victim's photo (printed) for the probe frames, then the attacker's own live face steps
-  in and does the challenge.
+  in and does the challenge; or the victim's photo on a screen into the challenge, the attacker stepping in
+  mid-challenge, just before acting.
 
 Bona fide: `live`, the same photos rendered as a live person (`scene.render_person`) who does the asked
 challenge (`journey.cameras.action_pose`). A live render is itself made from one photo: its blink is a
@@ -342,6 +343,12 @@ def attack_clips(
         yield (
             "victim's print, then attacker",
             [held_frame(victim, opt, i - PRE) if i < PRE else live[i] for i in range(PRE + CLIP)],
+        )
+        replay = _framed("screen", img, sitter)
+        cut = PRE + REACTION - 2  # the attacker steps in just before acting
+        yield (
+            "victim's replay, attacker mid-challenge",
+            [held_frame(replay, opt, i - PRE) if i < cut else live[i] for i in range(PRE + CLIP)],
         )
 
 
