@@ -41,6 +41,11 @@ class App:
     def __init__(self, board):
         self.board = board
         board.motors_off()
+        self._txb = bytearray(MAX_PAYLOAD)  # every message is packed here, then copied by the link
+        self._events = {}
+        for name, code, fmt in m.EVENTS:
+            full = m.HDR + fmt[1:]
+            self._events[name] = (code, full, struct.calcsize(full))
         self.c = {}
         for name in m.COUNTER_NAMES:
             self.c[name] = 0
@@ -73,6 +78,13 @@ class App:
             self._outq.pop(0)  # the host re-reads state (STATUS, GET_REPORT): the journal is the truth
         self._outq.append(payload)
 
+    def _send_buf(self, n):
+        """Send self._txb[:n]. The link copies it into its own frame slot, so nothing is allocated,
+        unless the window is full: then a copy waits in the queue."""
+        if not self._outq and self.link.send(self._txb, n, _ms()):
+            return
+        self._send(bytes(self._txb[:n]))
+
     def _flush(self):
         now = _ms()
         while self._outq and self.link.send(self._outq[0], len(self._outq[0]), now):
@@ -91,21 +103,24 @@ class App:
             self._flush()
 
     def emit(self, name, *fields):
-        entry = m.EVENT_BY_NAME[name]
-        self._send(struct.pack(m.HDR + entry[2][1:], entry[1], 0, *fields))
+        code, fmt, size = self._events[name]
+        struct.pack_into(fmt, self._txb, 0, code, 0, *fields)
+        self._send_buf(size)
 
     # ----- commands --------------------------------------------------------------------------------
     def _ack(self, req_id, code, result):
-        self._send(struct.pack(m.ACK_FMT, m.MSG_ACKNOWLEDGE, req_id, code, result))
+        struct.pack_into(m.ACK_FMT, self._txb, 0, m.MSG_ACKNOWLEDGE, req_id, code, result)
+        self._send_buf(m.ACK_SIZE)
 
     def _complete(self, req_id, code, result, fmt, fields):
         """Completion with its data on success; a failed DISPENSE still carries its note counts."""
-        head = struct.pack(m.COMPLETION_FMT, m.MSG_COMPLETION, req_id, code, result)
+        struct.pack_into(m.COMPLETION_FMT, self._txb, 0, m.MSG_COMPLETION, req_id, code, result)
+        n = m.COMPLETION_SIZE
         partial = code == DISPENSE_CODE and result in PARTIAL_DISPENSE
         if (result == m.SUCCESS or partial) and fmt != "<":
-            self._send(head + struct.pack(fmt, *fields))
-        else:
-            self._send(head)
+            struct.pack_into(fmt, self._txb, n, *fields)
+            n += struct.calcsize(fmt)
+        self._send_buf(n)
 
     def _deliver(self, buf, start, end):
         if end - start < m.HDR_SIZE:
@@ -193,8 +208,11 @@ class App:
             elif name == "get_report":
                 result, rep = d.report(args[0])
                 if result == m.SUCCESS and rep is not None:
-                    head = struct.pack(m.COMPLETION_FMT, m.MSG_COMPLETION, req_id, entry[1], result)
-                    self._send(head + bytes(rep))
+                    txb = self._txb
+                    struct.pack_into(m.COMPLETION_FMT, txb, 0, m.MSG_COMPLETION, req_id, entry[1], result)
+                    n = len(rep)
+                    txb[m.COMPLETION_SIZE : m.COMPLETION_SIZE + n] = rep
+                    self._send_buf(m.COMPLETION_SIZE + n)
                     return
             elif name == "provision":
                 result = self.sec.provision(args[0])
