@@ -447,14 +447,7 @@ class BankLink:
         if msg.topic == topics.auth_response(self.atm):
             self._auth_response(msg)
         elif msg.topic == topics.maint_response(self.atm):
-            resp = MaintResponse.model_validate_json(msg.payload)
-            with self._lock:
-                waiter = self._maint_waiters.get(bytes.fromhex(resp.request_id))
-            if waiter is None or waiter[0].is_set():
-                self.counters["duplicate_responses"] += 1
-                return
-            waiter[1].append(resp)
-            waiter[0].set()
+            self._maint_response(msg)
         elif msg.topic == topics.txn_result(self.atm):
             result = TxnResult.model_validate_json(msg.payload)
             if self.on_txn_result is not None:
@@ -472,6 +465,17 @@ class BankLink:
             self.config_version = fleet.config_version
             if self.on_fleet is not None:
                 self.on_fleet(fleet)
+
+    def _maint_response(self, msg: mqtt.MQTTMessage) -> None:
+        """The bank's answer to a maintenance-token request: wake the one waiter, count a repeat."""
+        resp = MaintResponse.model_validate_json(msg.payload)
+        with self._lock:
+            waiter = self._maint_waiters.get(bytes.fromhex(resp.request_id))
+        if waiter is None or waiter[0].is_set():
+            self.counters["duplicate_responses"] += 1
+            return
+        waiter[1].append(resp)
+        waiter[0].set()
 
     def _auth_response(self, msg: mqtt.MQTTMessage) -> None:
         resp = AuthResponse.model_validate_json(msg.payload)
