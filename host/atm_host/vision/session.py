@@ -390,7 +390,8 @@ class FaceSession:
             self._yaw0.append(yaw)
         if frontal:
             report = assess(frame, face, aligned, self.pipe.config.quality)
-            if report.ok:
+            floor = self.pipe.min_embedding_norm  # the verification gate: a face SFace cannot read
+            if report.ok and (floor is None or self.pipe.embedder.last_norm >= floor):
                 self._probe.append((emb, report.score))
         return True
 
