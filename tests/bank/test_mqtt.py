@@ -169,9 +169,11 @@ def test_malformed_input_is_counted_answered_and_survived(live: Live) -> None:
     got: list[AuthResponse] = []
     client.on_message = lambda c, u, m: got.append(AuthResponse.model_validate_json(m.payload))
     client.connect("127.0.0.1", live.broker.port)
+    subacks: list[object] = []
+    client.on_subscribe = lambda c, u, mid, rcs, p: subacks.extend(rcs)
     client.loop_start()
     client.subscribe(topics.auth_response(A1) + "/garbage", qos=1)
-    time.sleep(0.2)
+    wait_for(lambda: len(subacks) == 1, what="SUBACK")  # subscribed before the garbage goes out
     corr = os.urandom(16)
     for payload in (b"\xff\xfe not json", b'{"v": 1}', b'{"v": 2, "request_id": "x"}', b"[]" * 1000):
         props = Properties(PacketTypes.PUBLISH)
