@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import serial
 from atm_host.link import DispenserClient
-from atm_host.link.client import open_port
+from atm_host.link.client import WRITE_TIMEOUT_S, open_port
 from atm_host.link.results import DispenseResult
 from atm_host.link.signing import sign_dispense, sign_replenish
+from atm_host.link.transport import READ_TIMEOUT_S
 from atm_sim.board import SimBoard
 from atm_sim.rp2040.board import RP2040Board
 
@@ -30,6 +32,17 @@ TARGETS = ("sim", "rp2040")
 Board = SimBoard | RP2040Board
 # The target of the test being run (the conftest sets it per test: a test may run on both simulators).
 current_target = [HIL_TARGET]
+
+
+@contextmanager
+def chip_time(board: Board | None) -> Iterator[float]:
+    """Against the emulated chip, the host link's real-time timer floors scaled by its measured
+    slowdown (RP2040Board.host_timers, docs/emulator.md); other targets run in real time."""
+    if isinstance(board, RP2040Board):
+        with board.host_timers() as scale:
+            yield scale
+    else:
+        yield 1.0
 
 
 @dataclass
@@ -95,9 +108,10 @@ def make_rig(tmp: Path, load: list[int] | None = None, seed: int = 1) -> Iterato
             board.mech.load(counts)
             board.start()
         client = connect(board)
-        provision_and_load(client, TEST_KEY, counts)
+        provision_and_load(client, TEST_KEY, counts)  # the boot and set-up measure the slowdown
         rig = Rig(client=client, board=board, device_id=client.info.device_id)
-        yield rig
+        with chip_time(board):
+            yield rig
     finally:
         if rig is not None and rig.client is not client:
             rig.client.close()  # a test reconnected
@@ -125,4 +139,9 @@ def random_frames(rng: random.Random, count: int) -> Iterator[bytes]:
 
 
 def open_raw(board: Board | None):
+    """The board's line without a link on it; against the emulated chip the write timeout is scaled
+    like the link's timers (a write waits for the emulated line to drain, see chip_time)."""
+    if isinstance(board, RP2040Board):
+        scaled = WRITE_TIMEOUT_S * board.slowdown
+        return serial.serial_for_url(board.port, 115200, timeout=READ_TIMEOUT_S, write_timeout=scaled)
     return open_port(HIL_PORT if board is None else board.port)

@@ -44,6 +44,7 @@ RTO_MAX = 5000  # ms: cap for the doubled timer, so a reconnected cable recovers
 RTO_INITIAL = 250  # ms: before the first RTT sample (RFC 6298 says 1 s; a serial line is faster)
 MAX_WINDOW = 16  # frames in flight; must stay far below 128 for the modular sequence compare
 IDLE_RESYNC_MS = 100  # a partial frame with no byte for this long is dropped (the sender restarted)
+NAK_QUIET_MS = 2  # a bad frame is NAKed once the line stayed quiet this long with no good frame behind it
 
 
 def ticks_diff(a: int, b: int) -> int:
@@ -176,6 +177,8 @@ class Link:
 
     def poll(self, now: int) -> None:
         """Run the retransmit timer; call often (every loop on the MCU, every few ms on the host)."""
+        if self.parser.errors_pending:
+            self._nak_errors(now)
         if self._synack_due and not self.syn_pending and ticks_diff(now, self._syn_at) > RTO_MAX:
             self._synack_due = False  # our SYN was overtaken by the peer's and its SYNACK lost
         if self.syn_pending:
@@ -197,12 +200,17 @@ class Link:
         self._last_rx = now
         parser = self.parser
         parser.feed(data, n, self._on_frame)
-        if parser.errors_pending:
-            # A frame died on the line and no good one followed: ask for a resend now instead of
-            # waiting out the peer's timer (garbage in front of a good frame asks for nothing).
-            parser.errors_pending = False
-            if self.connected:
-                self._send_control(FLAG_NAK)
+
+    def _nak_errors(self, now: int) -> None:
+        """A frame died on the line and no good one followed before the line went quiet: ask for a
+        resend now instead of waiting out the peer's timer. Garbage in front of a good frame asks for
+        nothing, also when the reads split them (the UART hands over what has arrived, so the garbage
+        and the frame behind it can come in separate reads); continuous noise asks once it stops."""
+        if ticks_diff(now, self._last_rx) < NAK_QUIET_MS:
+            return
+        self.parser.errors_pending = False
+        if self.connected:
+            self._send_control(FLAG_NAK)
 
     def idle_flush(self, now: int) -> None:
         """The line went quiet inside a partial frame: settle what is buffered (see FrameParser.flush)."""

@@ -16,6 +16,7 @@ flash kept and machine.reset_cause() == WDT_RESET) and a firmware hang work as o
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import shutil
@@ -23,11 +24,14 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from atm_tools import image as img
+from atm_wire import link as wire_link
 
 from atm_sim import mechanics as mc
 from atm_sim.board import SimError, _raw_pty  # pyright: ignore[reportPrivateUsage]
@@ -175,6 +179,7 @@ class RP2040Board:
         self._usb_master = -1
         self._usb_slave = -1
         self._uf2 = uf2  # a complete UF2 (MicroPython + board image, as `./atm flash --uf2` makes)
+        self._busy_ratio: deque[float] = deque(maxlen=400)  # wall s per emulated s of busy slices
 
     # ----- set-up ----------------------------------------------------------------------------------
     def flash(self, fmt: bool = False) -> None:
@@ -324,6 +329,46 @@ class RP2040Board:
         self._do(get)
         return out
 
+    def profile(self, every: int) -> dict[str, Any]:
+        """Sample the PC every `every` executed cycles (0 stops); returns what was sampled since the
+        last call: {"samples", "pc": [[pc, count]], "irq": [[exception number, count]], "busy"}."""
+        out: dict[str, Any] = {}
+
+        def prof() -> None:
+            out.update(self._call("prof", every=every))
+
+        self._do(prof)
+        return out
+
+    @property
+    def slowdown(self) -> float:
+        """Real seconds per emulated second while the core is busy (p90 of recent busy slices, >= 1).
+
+        An idle chip keeps up with the wall clock; a busy one runs this much slower than real time.
+        The HIL rig scales the host's real-time link timers by it (docs/emulator.md)."""
+        ratios = sorted(self._busy_ratio)
+        if not ratios:
+            return 1.0
+        return max(1.0, ratios[int(0.9 * (len(ratios) - 1))])
+
+    @contextmanager
+    def host_timers(self) -> Generator[float]:
+        """Scale the host link's real-time timer floors (atm_wire.link.RTO_MIN, RTO_INITIAL) in this
+        process by `slowdown` while the block runs; yields the factor.
+
+        A busy emulated chip runs ~2-5x slower than real time while a host's timers run in real time:
+        a round trip of 9 ms of chip time takes 20-45 ms of wall time, past the 25 ms RTO floor, and the
+        host resends frames a real chip would have answered in time. Scaled, the host waits as long in
+        chip time as it would for a real chip (docs/emulator.md). The chip's own link is untouched."""
+        scale = self.slowdown
+        rto_min, rto_initial = wire_link.RTO_MIN, wire_link.RTO_INITIAL
+        wire_link.RTO_MIN = math.ceil(rto_min * scale)
+        wire_link.RTO_INITIAL = math.ceil(rto_initial * scale)
+        try:
+            yield scale
+        finally:
+            wire_link.RTO_MIN, wire_link.RTO_INITIAL = rto_min, rto_initial
+
     def set_flash_times(self, mode: str) -> None:
         """'typ' or 'max' erase/program times of the W25Q16-class part, or 'zero'."""
         self._do(lambda: self._call("flashtime", mode=mode))
@@ -365,6 +410,7 @@ class RP2040Board:
         lead = self.emu_ns / 1e9 - (time.monotonic() - self._wall0)
         if self.realtime and lead > 0:
             select.select([self._master], [], [], lead)
+        wall0 = time.monotonic()
         rx = b""
         if self._rxq < LINE_BACKLOG:
             try:
@@ -417,6 +463,8 @@ class RP2040Board:
             self.emu_ns = int(r["t"])
             mech.advance(self._mech_now(self.emu_ns))
         self.pin_writes += len(outs)
+        if int(r.get("busy", 0)) * 8 >= 0.9 * SLICE_NS:  # 8 ns per cycle at 125 MHz: a busy slice
+            self._busy_ratio.append((time.monotonic() - wall0) / (SLICE_NS / 1e9))
         self.flash_writes = int(r.get("fw", self.flash_writes))
         self._rxq = int(r.get("rxq", 0))
         ev = r["ev"]

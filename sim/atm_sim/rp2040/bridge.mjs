@@ -13,6 +13,8 @@
 //                            rd (bit mask of pins the firmware sampled, see below), ev, cdc (text)
 //   arm   {kind, k}          power cut at the k-th 'flash' erase/program or 'pin' change from now
 //   disarm, hang, stats, dump {path}, flashtime {mode}; run's optional cdc = hex bytes for the USB REPL
+//   prof  {every}            sampling profiler: every `every` executed cycles the PC and exception
+//                            number are counted (0 stops); answers the counts since the last call
 //
 // Workarounds of rp2040js 1.4.1 gaps (see docs/emulator.md):
 // - UART: a real 32-byte TX FIFO drained at the line rate (rp2040js transmits at once and raises the TX
@@ -94,6 +96,12 @@ let txAlarm = null;
 let rxPending = false; // rp2040js alarms do not clear `scheduled` when they fire
 let txPending = false;
 let busyCycles = 0; // cycles the core executed (not waiting for an interrupt)
+// Sampling profiler (op 'prof'): every `profEvery` executed cycles, the PC and the exception number.
+let profEvery = 0;
+let profLeft = 0;
+let profPc = new Map();
+let profIrq = new Map();
+let profSamples = 0;
 
 function now() {
   return sim.clock.nanos;
@@ -306,6 +314,16 @@ function runFor(ns) {
     }
     const cycles = core.executeInstruction();
     busyCycles += cycles;
+    if (profEvery) {
+      profLeft -= cycles;
+      if (profLeft <= 0) {
+        profLeft += profEvery;
+        profSamples++;
+        profPc.set(pc, (profPc.get(pc) || 0) + 1);
+        const x = core.IPSR;
+        profIrq.set(x, (profIrq.get(x) || 0) + 1);
+      }
+    }
     clock.tick(cycles * CYCLE_NS);
   }
 }
@@ -380,6 +398,16 @@ function handle(req) {
     case 'hang':
       hung = true;
       return {};
+    case 'prof': {
+      // {every: cycles} starts sampling (0 stops); the answer holds what was sampled since the last call.
+      const reply = { samples: profSamples, pc: [...profPc.entries()], irq: [...profIrq.entries()], busy: busyCycles };
+      profPc = new Map();
+      profIrq = new Map();
+      profSamples = 0;
+      profEvery = req.every || 0;
+      profLeft = profEvery;
+      return reply;
+    }
     case 'flashtime':
       flashTimes = FLASH_TIMES[req.mode];
       return {};
@@ -387,7 +415,7 @@ function handle(req) {
       fs.writeFileSync(req.path, mcu ? mcu.flash.subarray(0, FLASH_SIZE) : flashKeep);
       return {};
     case 'stats':
-      return { ...stats, busyCycles, t: mcu ? now() : 0, armed: armLeft, baud: Math.round(1e10 / byteNs) };
+      return { ...stats, busyCycles, t: mcu ? now() : 0, armed: armLeft, baud: Math.round(1e10 / byteNs), rxq: rxLine.length };
     default:
       return { error: `unknown op ${req.op}` };
   }
