@@ -1,10 +1,11 @@
 """The frame parser's byte loop compiled by MicroPython's viper emitter: resync, CRC, copy, no allocation.
 
-MicroPython only (viper types, ptr8/ptr16/ptr32): atm_wire.frame uses FrameParser from here when it can
-and keeps its plain Python parser otherwise (CPython, the host). The rules are the same, step for step
-(docs/protocol.md, "Framing"); tests/protocol/mp/fuzz_check.py compares the counters of both runtimes.
-Its state (bytes held, counters, a delivery to finish) lives in an int array, so the Python around the
-viper loop runs once per delivered frame and once per read, never per byte.
+MicroPython only (viper types, ptr8/ptr16/ptr32): atm_wire.frame exports FrameParser from here when it
+can and the plain Python one of atm_wire.pyframe otherwise (CPython, the host). The rules are the
+same, step for step (docs/protocol.md, "Framing"); tests/protocol/mp/fuzz_check.py compares the
+counters of both runtimes. Its state (bytes held, counters, a delivery to finish) lives in an int
+array, so the Python around the viper loop runs once per delivered frame and once per read, never
+per byte.
 """
 
 # pyright: basic, reportMissingImports=false, reportMissingModuleSource=false, reportUndefinedVariable=false

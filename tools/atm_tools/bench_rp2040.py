@@ -198,6 +198,19 @@ def main(argv: list[str] | None = None) -> int:
                         "ms",
                         f"per note minus {MECH_MS_PER_NOTE:.0f} ms of belt travel; {NOTE}",
                     )
+                    # The slope between 1-note and n-note dispenses: what each further note costs,
+                    # without the fixed work of a dispense (token check, journal begin/end, report).
+                    one = per_note(client, board, 1, args.runs)["ms"]
+                    slope = (statistics.median(ms) * args.notes - statistics.median(one)) / (args.notes - 1)
+                    add("dispense of one note", statistics.median(one), _pct(one, 0.95), "ms")
+                    add(
+                        "firmware time per further note (beyond the motors)",
+                        slope - MECH_MS_PER_NOTE,
+                        None,
+                        "ms",
+                        f"({args.notes}-note minus 1-note dispense) / {args.notes - 1} minus "
+                        f"{MECH_MS_PER_NOTE:.0f} ms of belt travel; {NOTE}",
+                    )
                     add("flash erases+programs per note", statistics.median(pn["flash_ops"]), None, "ops")
                     add("modelled flash time per note", statistics.median(pn["flash_ms"]), None, "ms",
                         f"W25Q16 typical times, core stalled; {NOTE}")  # fmt: skip
