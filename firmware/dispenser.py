@@ -9,8 +9,10 @@ import time
 
 import journal as j
 import mech as mc
+import micropython
 from atm_wire import auth
 from atm_wire import messages as m
+from micropython import const
 
 MAX_NOTES = 60  # presenter capacity: a bundle thicker than this jams the shutter
 PICK_RETRIES = 3  # failed picks in a row before a cassette is declared empty
@@ -19,6 +21,11 @@ RETRACT_TIMEOUT_DEFAULT = 30_000
 RETRACT_TIMEOUT_MIN = 1_000
 RETRACT_TIMEOUT_MAX = 120_000
 GUARD_POLL_MS = 100  # door and tamper switches: an alarm within 0.1 s is plenty, and costs two reads
+COUNT_BATCH = 50  # a count empties the stacker into the reject bin every this many notes
+_QUIET_POLLS = const(20)  # sensor polls with nothing seen, on top of QUIET_MS, before the path is quiet
+# Phases of the open transaction in which nothing has gone towards the customer: recovery runs every
+# note of it into the reject bin, the stacker first (see _recover_moving).
+_BINNED = (j.REC_BEGIN, j.REC_PICKED, j.REC_DIVERTED, j.REC_EMPTY, j.REC_STACKED, j.REC_REJECT)
 
 
 class Dispenser:
@@ -38,6 +45,7 @@ class Dispenser:
         self.unit_status = [m.UNIT_OK, m.UNIT_OK, m.UNIT_OK, m.UNIT_OK]
         self._report = bytearray(auth.REPORT_SIZE)
         self.recovered = None  # txid reconciled at boot, announced once the link is up
+        self._moved = 0  # notes the last _path_to_stacker counted into the stacker
 
     # ----- helpers ---------------------------------------------------------------------------------
     def _safe(self, fault):
@@ -165,10 +173,11 @@ class Dispenser:
         return code, tuple(tx.stacked), rejected, 0
 
     def _pick_all(self, notes):
-        """Pick note by note. A single note is journalled once it is in the stacker (one flash program
-        per note): until then the journal's open transaction says a pick from tx.current_cassette()
-        may be under way, which is all recovery needs. A double pick is booked before it is diverted
-        and marked when it reached the reject bin."""
+        """Pick note by note. Every pick is journalled while it waits at the escrow gate, before it
+        moves on (one flash program per note): a single note as stacked, a double pick as rejected
+        (marked again once it reached the reject bin). So the stacker never holds a note the journal
+        has not booked, and the only notes no record names are those of the pick under way from
+        tx.current_cassette(), which recovery counts on their way into the stacker."""
         tx = self.jr.open_tx
         jr = self.jr
         mech = self.mech
@@ -202,6 +211,8 @@ class Dispenser:
                     jr.picked(c, n, j.DEST_REJECT)
                     self.c["double_picks"] += 1
                     self._emit("double_pick", c, n)
+                else:
+                    jr.picked(c, 1, j.DEST_STACKER)
                 code = mech.deliver(divert, n)
                 if code != mc.OK:
                     self.c["jams"] += 1
@@ -211,7 +222,6 @@ class Dispenser:
                 if divert:
                     jr.diverted()
                 else:
-                    jr.picked(c, 1, j.DEST_STACKER)
                     self.c["notes_dispensed"] += 1
         return result
 
@@ -334,7 +344,11 @@ class Dispenser:
         return m.SUCCESS, k
 
     def count(self, cassette, code, device_id, nonce, mac):
-        """Count a cassette by moving all its notes into the reject bin (maintenance token)."""
+        """Count a cassette by moving all its notes into the reject bin (maintenance token).
+
+        The notes go through the stacker: each pick is booked (one record) while it waits at the
+        gate, then stacked; the stacker is emptied into the reject bin every COUNT_BATCH notes and at
+        the end. A power cut at any instant is settled at boot like a dispense (recover())."""
         if self.state != m.STATE_IDLE:
             return m.SEQUENCE_ERROR, 0
         result = self._maint(code, bytes((cassette,)), device_id, nonce, mac)
@@ -342,25 +356,37 @@ class Dispenser:
             return result, 0
         if cassette >= m.N_CASSETTES:
             return m.INVALID_DATA, 0
+        jr = self.jr
+        mech = self.mech
         self.state = m.STATE_BUSY
-        total = 0
+        jr.count_begin(cassette)
+        k = jr.count
         fails = 0
         while fails < PICK_RETRIES:
             self._service()
-            code = self.mech.pick_to_gate(cassette)
+            code = mech.pick_to_gate(cassette)
             if code == mc.NO_NOTE:
                 fails += 1
                 continue
             if code != mc.OK:
-                self._safe(m.JAMMED)
-                return m.JAMMED, total
+                self._safe(m.JAMMED)  # the count stays open: RESET settles it
+                return m.JAMMED, k.total
             fails = 0
-            n = self.mech.notes
-            if self.mech.deliver(True, n) != mc.OK:
+            n = mech.notes
+            jr.count_note(cassette, n)
+            if mech.deliver(False, n) != mc.OK:
                 self._safe(m.JAMMED)
-                return m.JAMMED, total
-            total += n
-        self.jr.counted(cassette, total)
+                return m.JAMMED, k.total
+            if k.stacked >= COUNT_BATCH:
+                if mech.dump_stacker() != mc.OK:
+                    self._safe(m.JAMMED)
+                    return m.JAMMED, k.total
+                jr.count_dumped(mech.notes)
+        if mech.stacker_has_notes() and mech.dump_stacker() != mc.OK:
+            self._safe(m.JAMMED)
+            return m.JAMMED, k.total
+        total = k.total
+        jr.count_end(cassette, True)
         self.state = m.STATE_IDLE
         self._update_units()
         return m.SUCCESS, total
@@ -423,6 +449,8 @@ class Dispenser:
         jr = self.jr
         mech = self.mech
         tx = jr.open_tx
+        if jr.count is not None or (tx is not None and tx.phase in _BINNED):
+            return self._recover_moving()
         if mech.purge_transport() != mc.OK:
             self._safe(m.JAMMED)
             return mech.notes
@@ -494,6 +522,132 @@ class Dispenser:
         self.recovered = tx.txid
         self._finish(status, flags)
         return moved
+
+    def _recover_moving(self):
+        """Settle a transaction that had not reached the presenter, or a count, so that a cut at any
+        instant of this recovery too is settled exactly by the next one (returns the notes moved).
+
+        Every booked note (stacked, or counted) ends in the reject bin whatever happens: RECOVER is
+        journalled before anything moves, then the stacker is emptied (RDUMPED: its booked notes are
+        in the bin, with the count seen). The stacker holds no unbooked note (picks are journalled
+        at the gate), so the only notes no record names are those of a pick that was under way: the
+        path is run into the empty stacker, counting them at its entry, and RSTACKED books them
+        before the stacker is emptied again. If the last booked pick was still at the gate, the
+        first dump came one bundle short of the booked notes: that bundle is not booked twice."""
+        jr = self.jr
+        mech = self.mech
+        tx = jr.open_tx
+        t = tx if tx is not None else jr.count
+        assert t is not None
+        self.c["power_recoveries"] += 1
+        moved = 0
+        stage = t.rstage
+        if stage == j.RS_NONE:
+            jr.recover()
+        if stage < j.RS_DUMPED:
+            dumped = 0
+            if mech.stacker_has_notes():
+                if mech.dump_stacker() != mc.OK:
+                    self._safe(m.JAMMED)
+                    return mech.notes
+                dumped = mech.notes
+            moved += dumped
+            # The count of a dump is known only if this recovery emptied the whole stacker.
+            jr.rdumped(dumped if stage == j.RS_NONE else 0xFF)
+        if stage < j.RS_STACKED:
+            if tx is not None:
+                expected = sum(tx.stacked)
+                last_booked = tx.phase == j.REC_PICKED
+                reject_path = last_booked and tx.last_dest == j.DEST_REJECT
+                cur = tx.current_cassette()
+                cassette = cur if cur >= 0 else 0xFF
+            else:
+                expected = t.stacked
+                last_booked = t.phase == j.REC_COUNT_NOTE
+                reject_path = False
+                cassette = t.cassette
+            booked_on_path = 0
+            if reject_path:
+                booked_on_path = t.last_n  # a booked double pick: on the path, or in the reject bin
+            elif last_booked and t.rdump != 0xFF and t.rdump + t.last_n == expected:
+                booked_on_path = t.last_n  # the last booked pick had not left the gate
+            if self._path_to_stacker() != mc.OK:
+                self._safe(m.JAMMED)
+                return moved + self._moved
+            moved += self._moved
+            if stage == j.RS_DUMPED:
+                # A recovery before this one may have run the path into the stacker already and lost
+                # the count: count the stacker out now, then book.
+                in_stacker = 0
+                if mech.stacker_has_notes():
+                    if mech.dump_stacker() != mc.OK:
+                        self._safe(m.JAMMED)
+                        return moved + mech.notes
+                    in_stacker = mech.notes
+                    moved += in_stacker
+                if in_stacker:
+                    jr.rstacked(max(0, in_stacker - booked_on_path), cassette, 0)
+            elif self._moved:
+                jr.rstacked(max(0, self._moved - booked_on_path), cassette, self._moved)
+        if mech.stacker_has_notes():
+            # Booked notes only (RSTACKED): their count changes nothing.
+            if mech.dump_stacker() != mc.OK:
+                self._safe(m.JAMMED)
+                return moved + mech.notes
+            moved += mech.notes
+        if mech.presenter_has_notes():
+            mech.retract()  # nothing of these phases reaches the presenter: stray notes, counted
+            moved += mech.notes
+            jr.purged(0, mech.notes)
+        if not mech.shutter_closed():
+            mech.close_shutter()
+        if tx is None:
+            jr.count_end(t.cassette, False)
+            return moved
+        tx.presented = 0
+        self.recovered = tx.txid
+        self._finish(m.PRESENT_NOT_PRESENTED, m.REPORT_FLAG_RECOVERED)
+        return moved
+
+    def _path_to_stacker(self):
+        """Run the belt with the gate set to the stacker until the path is quiet; self._moved = notes
+        counted into the stacker (a bundle already on its way to the reject bin runs on into it)."""
+        mech = self.mech
+        b = mech.b
+        self._moved = 0
+        micropython.heap_lock()
+        try:
+            b.gate_stacker.value(1)
+            b.transport.value(1)
+            last_s = b.stacker_entry.value()
+            last_r = b.reject_entry.value()
+            quiet = time.ticks_ms()
+            start = quiet
+            polls = 0  # reads since the last activity: a stall of the loop is not a quiet path
+            while polls < _QUIET_POLLS or time.ticks_diff(time.ticks_ms(), quiet) < mc.QUIET_MS:
+                b.wdt.feed()
+                polls += 1
+                s = b.stacker_entry.value()
+                r = b.reject_entry.value()
+                if s != last_s:
+                    last_s = s
+                    quiet = time.ticks_ms()
+                    polls = 0
+                    if s == 1:
+                        self._moved += 1
+                if r != last_r:
+                    last_r = r
+                    quiet = time.ticks_ms()
+                    polls = 0
+                if b.note_sensor.value() == 1:
+                    quiet = time.ticks_ms()
+                    polls = 0
+                if time.ticks_diff(time.ticks_ms(), start) > mc.BUNDLE_MS:
+                    return mc.JAM_TRANSPORT
+            return mc.OK
+        finally:
+            micropython.heap_unlock()
+            mech.all_off()
 
     # ----- reports ---------------------------------------------------------------------------------
     def report(self, txid):

@@ -25,16 +25,17 @@ erased is never programmed again; a torn erase or header leaves a block that is 
 erased again before use; a torn snapshot is ignored and the previous one still holds. So a cut at
 any erase or program loses nothing that was committed before it.
 
-Cost: one page program per record; a note picked into the stacker is one record (PICKED, after it
-arrived); a transaction adds BEGIN, PRESENT and END. One erase per 15 records, amortised.
+Cost: one page program per record; a pick is one record (PICKED, or COUNT_NOTE in a count), written
+while it waits at the escrow gate, before it moves on; a transaction adds BEGIN, PRESENT and END. One
+erase per 15 records, amortised. Boot recovery journals its own intent and progress (RECOVER, RDUMPED,
+RSTACKED), so a cut during a recovery is settled exactly by the next one (docs/protocol.md).
 """
 
 import struct
 
 from atm_wire.crc import crc16
+from layout import PAGE_SIZE, RAW_BLOCKS
 from micropython import const
-
-from layout import BLOCK_SIZE, PAGE_SIZE, RAW_BLOCKS
 
 _FMT = "<BBH16s16s4HH"
 REC_SIZE = const(48)
@@ -65,15 +66,33 @@ REC_COUNTED = 14  # a cassette counted into the reject bin: data = cassette, not
 REC_REJECT = 15  # about to empty the open transaction's stacker into the reject bin (REJECT)
 REC_DIVERTED = 16  # the double pick booked by the last PICKED reached the reject bin
 REC_EMPTY = 17  # data[0] = cassette found empty while dispensing (its count becomes 0)
-REC_SETTLE = 18  # boot recovery of the open transaction: d0 notes from cassette d1 and d2 booked
-#                  notes to the reject bin, d3 notes to the retract bin
+REC_SETTLE = 18  # (replayed, no longer written) older boot recovery: d0 notes from cassette d1 and
+#                  d2 booked notes to the reject bin, d3 notes to the retract bin
 REC_KEY = 19  # the device key: txid = bytes 0..15, aux = bytes 16..31
 REC_EPOCH = 20  # the nonce epoch: d0 = low half, d1 = high half
 REC_SNAP_TX = 21  # snapshot of a finished transaction: txid, aux = nonce, data = stacked, flags, x = status
 REC_SNAP_TX2 = 22  # ... its aux = rejected_by <4H, presented, retracted, rejected, 0
 REC_SNAP_OPEN = 23  # snapshot of the open transaction after its BEGIN: aux = stacked <4H + rejected_by
 #                     <4H, d0 = rejected, d1 = phase | empty mask << 8, d2 = retracted, d3 = presented,
-#                     flags = last destination, x = last notes
+#                     flags = last destination | recovery stage << 4, x = last notes | recovery dump << 8
+REC_COUNT = 24  # about to count cassette d0: its notes go into the stacker, then the reject bin
+REC_COUNT_NOTE = 25  # d1 notes of cassette d0 held at the gate, about to go into the stacker (booked
+#                      into the reject bin now: they end there whatever happens)
+REC_COUNT_DUMPED = 26  # the count's stacker was emptied into the reject bin (d0 notes counted out)
+REC_COUNT_END = 27  # the count of cassette d0 is over; d1 = 1: the cassette was found empty (count 0)
+REC_RECOVER = 28  # boot recovery is about to move the open transaction's (or count's) notes
+REC_RDUMPED = 29  # recovery emptied the stacker: d0 notes counted out; the booked stacked notes are in
+#                   the reject bin now (a transaction's are booked there by this record)
+REC_RSTACKED = 30  # recovery ran the path into the empty stacker: d0 notes no record had booked, from
+#                    cassette d1, booked into the reject bin now; d2 notes are in the stacker
+REC_SNAP_COUNT = 31  # snapshot of an open count: d0 cassette, d1 notes in its stacker, d2 last notes,
+#                      d3 = phase | recovery stage << 8, x = recovery dump
+
+# Recovery stages (Tx.rstage, Count.rstage): what the last recovery record says is done.
+RS_NONE = 0
+RS_MOVING = 1  # RECOVER written: the stacker may be partly emptied, its count is lost
+RS_DUMPED = 2  # RDUMPED written: the stacker was empty; the path may have run into it since
+RS_STACKED = 3  # RSTACKED written: what is in the stacker is booked; empty it, then close
 
 DEST_STACKER = 0
 DEST_REJECT = 1
@@ -105,6 +124,8 @@ class Tx:
         self.retracted = 0
         self.present_status = 0
         self.flags = 0
+        self.rstage = RS_NONE  # boot recovery's progress (RECOVER, RDUMPED, RSTACKED)
+        self.rdump = 0  # notes recovery counted out of the stacker (0xFF: a cut lost the count)
 
     def current_cassette(self):
         """The cassette a pick may be under way from (-1: the dispense phase is over)."""
@@ -112,6 +133,19 @@ class Tx:
             if self.stacked[c] < self.requested[c] and not self.empty & (1 << c):
                 return c
         return -1
+
+
+class Count:
+    """An open COUNT as the journal knows it: every note it picked is booked into the reject bin."""
+
+    def __init__(self, cassette):
+        self.cassette = cassette
+        self.stacked = 0  # notes of this count in the stacker since its last dump (all booked)
+        self.last_n = 0  # notes of the last COUNT_NOTE (they may still be at the gate)
+        self.phase = REC_COUNT
+        self.total = 0  # notes counted since the count began (this boot's answer)
+        self.rstage = RS_NONE
+        self.rdump = 0
 
 
 class Journal:
@@ -135,6 +169,7 @@ class Journal:
         self.key = None
         self.epoch = 0
         self.open_tx = None
+        self.count = None  # the open Count, if a COUNT was under way
         self.recent = []  # finished Tx, newest last
 
     # ----- flash -----------------------------------------------------------------------------------
@@ -251,8 +286,23 @@ class Journal:
                     tx.phase | (tx.empty << 8),
                     tx.retracted,
                     tx.presented,
-                    tx.last_dest,
-                    tx.last_n,
+                    tx.last_dest | (tx.rstage << 4),
+                    tx.last_n | (tx.rdump << 8),
+                )
+            )
+        k = self.count
+        if k is not None:
+            out.append(
+                (
+                    REC_SNAP_COUNT,
+                    _ZERO16,
+                    _ZERO16,
+                    k.cassette,
+                    k.stacked,
+                    k.last_n,
+                    k.phase | (k.rstage << 8),
+                    0,
+                    k.rdump,
                 )
             )
         return out
@@ -317,8 +367,31 @@ class Journal:
     def rejected(self, notes):
         self._append(REC_REJECTED, self._tx().txid, d0=notes)
 
-    def counted(self, cassette, notes):
-        self._append(REC_COUNTED, d0=cassette, d1=notes)
+    def count_begin(self, cassette):
+        self._append(REC_COUNT, d0=cassette)
+
+    def count_note(self, cassette, notes):
+        self._append(REC_COUNT_NOTE, d0=cassette, d1=notes)
+
+    def count_dumped(self, notes):
+        self._append(REC_COUNT_DUMPED, d0=notes)
+
+    def count_end(self, cassette, found_empty):
+        self._append(REC_COUNT_END, d0=cassette, d1=1 if found_empty else 0)
+
+    def _recovery_id(self):
+        tx = self.open_tx
+        return tx.txid if tx is not None else _ZERO16
+
+    def recover(self):
+        """Recovery of the open transaction (or else the open count) is about to move notes."""
+        self._append(REC_RECOVER, self._recovery_id())
+
+    def rdumped(self, notes):
+        self._append(REC_RDUMPED, self._recovery_id(), d0=notes)
+
+    def rstacked(self, unbooked, cassette, in_stacker):
+        self._append(REC_RSTACKED, self._recovery_id(), d0=unbooked, d1=cassette, d2=in_stacker)
 
     def set_cassettes(self, denoms, counts):
         d = denoms
@@ -355,9 +428,40 @@ class Journal:
             if d2 < 4:
                 self.counts[d2] = max(0, self.counts[d2] - d0 - d1)
             return
-        if rtype == REC_COUNTED:
+        if rtype == REC_COUNTED:  # the count of older firmware: one record at its end
             self.counts[d0] = 0
             self.reject_bin += d1
+            return
+        k = self.count
+        if rtype == REC_COUNT:
+            self.count = Count(d0)
+            return
+        if rtype == REC_SNAP_COUNT:
+            k = Count(d0)
+            k.stacked = d1
+            k.last_n = d2
+            k.phase = d3 & 0xFF
+            k.rstage = d3 >> 8
+            k.rdump = x
+            self.count = k
+            return
+        if k is not None and tx is None and rtype >= REC_COUNT_NOTE and rtype <= REC_RSTACKED:
+            if rtype == REC_COUNT_NOTE:
+                self.counts[d0] = max(0, self.counts[d0] - d1)
+                self.reject_bin += d1
+                k.stacked += d1
+                k.last_n = d1
+                k.total += d1
+                k.phase = rtype
+            elif rtype == REC_COUNT_DUMPED:
+                k.stacked = 0
+                k.phase = rtype
+            elif rtype == REC_COUNT_END:
+                if d1:
+                    self.counts[d0] = 0
+                self.count = None
+            else:
+                self._recovery(k, rtype, d0, d1, d2)
             return
         if rtype == REC_KEY:
             self.key = bytes(txid) + bytes(aux)
@@ -396,8 +500,13 @@ class Journal:
             tx.empty = d1 >> 8
             tx.retracted = d2
             tx.presented = d3
-            tx.last_dest = flags
-            tx.last_n = x
+            tx.last_dest = flags & 0x0F
+            tx.rstage = flags >> 4
+            tx.last_n = x & 0xFF
+            tx.rdump = x >> 8
+            return
+        if rtype >= REC_RECOVER and rtype <= REC_RSTACKED:
+            self._recovery(tx, rtype, d0, d1, d2)  # the transaction's phase stays what it was
             return
         tx.phase = rtype
         if rtype == REC_PICKED:
@@ -432,6 +541,8 @@ class Journal:
             tx.rejected += d0 + d2
             tx.retracted += d3
         elif rtype == REC_END:
+            tx.rstage = RS_NONE
+            tx.rdump = 0
             tx.present_status = d0
             tx.presented = d1
             tx.retracted = d2
@@ -439,6 +550,29 @@ class Journal:
             tx.flags = flags
             self.open_tx = None
             self._remember(tx)
+
+    def _recovery(self, t, rtype, d0, d1, d2):
+        """A recovery record of the open transaction or count `t`."""
+        if rtype == REC_RECOVER:
+            t.rstage = RS_MOVING
+        elif rtype == REC_RDUMPED:
+            t.rstage = RS_DUMPED
+            t.rdump = d0
+            if isinstance(t, Tx):
+                # Every note the transaction stacked ends in the reject bin (the last one may still be
+                # at the gate: recovery runs it through the stacker next).
+                n = t.stacked[0] + t.stacked[1] + t.stacked[2] + t.stacked[3]
+                t.rejected += n
+                self.reject_bin += n
+            # (a count's notes were booked into the reject bin one by one; its stacked figure stays, to
+            # tell whether its last pick had left the gate)
+        elif rtype == REC_RSTACKED:
+            t.rstage = RS_STACKED
+            if d1 < 4:
+                self.counts[d1] = max(0, self.counts[d1] - d0)
+            self.reject_bin += d0
+            if isinstance(t, Tx):
+                t.rejected += d0
 
     def _remember(self, tx):
         for i in range(len(self.recent)):
@@ -531,4 +665,3 @@ class Journal:
             self._next_page = used
         self._snap_bseq = order[start][0]
         return replayed
-

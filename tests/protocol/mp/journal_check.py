@@ -2,7 +2,8 @@
 
 Run: micropython tests/protocol/mp/journal_check.py <repo root> [calls] [tear ...]
 A scripted life of the machine (replenish, provisioning, boots, dispenses with double picks, presents,
-takes, retracts, rejects, counts) long enough to wrap the raw ring several times, with snapshots.
+takes, retracts, rejects, counts, boot recoveries of a dispense and of a count) long enough to wrap
+the raw ring several times, with snapshots.
 For every flash operation k of it (erase or page program) and every tear (bytes written before the
 power fails; -1: the operation never starts), the script is run on a NOR flash model that dies at
 k; the journal is then replayed from that flash and must equal the state after the calls that
@@ -94,7 +95,14 @@ def script(n):
                     out.append(("diverted", ()))
                 out.append(("picked", (c, 1, j.DEST_STACKER)))
         way = i % 4
-        if way == 0:
+        if i % 13 == 0:
+            # A power cut mid-dispense: boot recovery empties the stacker, books the pick that was
+            # under way, then closes the transaction.
+            out.append(("recover", ()))
+            out.append(("rdumped", (sum(notes),)))
+            out.append(("rstacked", (1, 0, 1)))
+            out.append(("end", (0, 5)))
+        elif way == 0:
             out.append(("mark", (j.REC_REJECT,)))
             out.append(("rejected", (sum(notes),)))
             out.append(("end", (0, 1)))
@@ -109,7 +117,17 @@ def script(n):
         if i % 9 == 0:
             out.append(("purged", (1, 0)))
         if i % 17 == 0:
-            out.append(("counted", (3, 5)))
+            out.append(("count_begin", (3,)))
+            out.append(("count_note", (3, 1)))
+            out.append(("count_note", (3, 2)))
+            if i % 34 == 0:
+                out.append(("count_dumped", (3,)))
+                out.append(("count_end", (3, True)))
+            else:  # a cut: recovery settles the count
+                out.append(("recover", ()))
+                out.append(("rdumped", (3,)))
+                out.append(("rstacked", (1, 3, 1)))
+                out.append(("count_end", (3, False)))
     return out[:n]
 
 
@@ -141,7 +159,12 @@ def state(jr):
             t.present_status,
             t.flags,
             t.empty,
+            t.rstage,
+            t.rdump,
         )
+
+    k = jr.count
+    count = None if k is None else (k.cassette, k.stacked, k.last_n, k.phase, k.rstage, k.rdump)
 
     return (
         list(jr.denoms),
@@ -152,6 +175,7 @@ def state(jr):
         jr.epoch,
         tx(jr.open_tx),
         [tx(t) for t in jr.recent],
+        count,
     )
 
 
