@@ -1,6 +1,7 @@
 """Group commit: several requests per transaction, each atomic alone; answers and PUBACKs after commit."""
 
 import base64
+import os
 import random
 import time
 from pathlib import Path
@@ -135,6 +136,23 @@ def test_worker_answers_then_acks_after_commit(sqlite_db: Database) -> None:
     assert worker.stats()["batches"] == 1 and worker.stats()["messages"] == 4
 
 
+def _flock_waiters(lock_file: Path) -> int:
+    """How many flock() requests of this process the kernel holds blocked on lock_file (/proc/locks)."""
+    inode = f":{lock_file.stat().st_ino}"
+    waiting = 0
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()  # "7: -> FLOCK  ADVISORY  WRITE <pid> <maj:min:inode> 0 EOF" for a waiter
+        if (
+            len(f) > 6
+            and f[1] == "->"
+            and f[2] == "FLOCK"
+            and f[5] == str(os.getpid())
+            and f[6].endswith(inode)
+        ):
+            waiting += 1
+    return waiting
+
+
 def test_sqlite_writers_queue_on_the_lock_file(tmp_path: Path) -> None:
     a = SqliteDatabase(tmp_path / "bank.db")
     b = SqliteDatabase(tmp_path / "bank.db")
@@ -146,7 +164,13 @@ def test_sqlite_writers_queue_on_the_lock_file(tmp_path: Path) -> None:
 
         t = threading.Thread(target=lambda: b.run(lambda c: order.append("b")))
         t.start()
-        time.sleep(0.2)  # b must wait for a's commit, not fail and not interleave
+        # b must wait for a's commit, not fail and not interleave: a goes on only once the kernel shows
+        # b's flock() blocked behind a's (not a sleep that hopes b got there).
+        deadline = time.monotonic() + 10
+        while _flock_waiters(tmp_path / "bank.db.lock") < 1:
+            assert time.monotonic() < deadline, "b never queued on the lock file"
+            assert t.is_alive(), "b finished while a held the lock"
+            time.sleep(0.005)
         order.append("a-end")
         slow.thread = t  # type: ignore[attr-defined]
 

@@ -6,7 +6,6 @@ used to lose "cash taken" reports: the outbox forgot them on PUBACK. Both backen
 """
 
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -16,6 +15,7 @@ from atm_msg import topics
 from atm_msg.schemas import TxnResult
 from atm_tools.mosquitto import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from .helpers import make_world
 from .mqtt_helpers import start_link, start_worker, wait_for
@@ -32,11 +32,15 @@ class Eater:
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="eater", protocol=mqtt.MQTTv5)
         self.client.on_message = self._eat
+        subacks: list[ReasonCode] = []
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: subacks.extend(rcs)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         for f in filters:
             self.client.subscribe(topics.shared(f), qos=1)
-        time.sleep(0.3)
+        # In the group before the test goes on: every SUBACK back (not a sleep), each one granted.
+        wait_for(lambda: len(subacks) == len(filters), what="the eater's SUBACKs")
+        assert not any(rc.is_failure for rc in subacks), subacks
 
     def _eat(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self.lock:

@@ -129,23 +129,39 @@ def test_retained_requests_are_dropped_counted_and_cleared(tls: TlsEnv) -> None:
     _publish(atm, A1, w.request(A1, c, 100).model_dump_json(), retain=True).wait_for_publish(5)
     wait_for(lambda: worker.counters["retained_dropped"] == 1, what="the retained request dropped")
     worker.stop()
-    # Restarted workers (three, like the incident): nothing is replayed to any of them.
-    workers = [start_worker(w, tls.broker, name=f"bank-w{i}", **tls.client_files("bank")) for i in range(3)]
-    probe, _, up = raw_client(tls, "bank")
+    # Restarted workers (three, like the incident): nothing is replayed to any of them. The first takes
+    # the stopped worker's name, hence its session (what `serve` does): no offline member of the share
+    # is left to be handed a request below.
+    names = ["bank-worker-t", "bank-w1", "bank-w2"]
+    workers = [start_worker(w, tls.broker, name=n, **tls.client_files("bank")) for n in names]
+    probe, subacks, up = raw_client(tls, "bank")
     probe._client_id = b"bank-probe"  # pyright: ignore[reportPrivateUsage]
+    barrier = f"{topics.ROOT}/test/barrier"  # no worker subscribes to it
     retained: list[str] = []
-    probe.on_message = lambda cl, u, m: retained.append(m.topic)
+    crossed = threading.Event()
+    probe.on_message = lambda cl, u, m: crossed.set() if m.topic == barrier else retained.append(m.topic)
     probe.connect("127.0.0.1", tls.broker.port)
     probe.loop_start()
     assert up.wait(10)
     probe.subscribe(topics.auth_request("+"), qos=1)  # a plain subscription gets retained messages
-    import time
-
-    time.sleep(1.0)
+    probe.subscribe(barrier, qos=1)
+    wait_for(lambda: len(subacks) == 2, what="the probe's SUBACKs")
+    assert not any(rc.is_failure for rc in subacks), subacks
+    # A barrier, not a sleep: the broker queues a subscription's retained messages to the probe when
+    # it takes the SUBSCRIBE, so the probe's own message, published after, arrives behind them.
+    probe.publish(barrier, b"barrier", qos=1).wait_for_publish(5)
+    assert crossed.wait(10), "the barrier message never came back"
     assert retained == []  # the bank cleared it on the broker
-    assert answers == []
+    # A second barrier for the workers: fresh requests (not retained) are answered, one per worker
+    # if the broker spreads them; a replay of the retained one would be an answer and a decision more.
+    fresh = [w.request(A1, c, 100) for _ in workers]
+    for req in fresh:
+        _publish(atm, A1, req.model_dump_json()).wait_for_publish(5)
+    wait_for(lambda: len(answers) >= len(fresh), what="the answers to the fresh requests")
+    got = sorted(AuthResponse.model_validate_json(a).request_id for a in answers)
+    assert got == sorted(r.request_id for r in fresh)
+    assert sum(wk.counters["auth_approve"] + wk.counters["auth_decline"] for wk in workers) == len(fresh)
     for wk in workers:
-        assert wk.counters["auth_approve"] + wk.counters["auth_decline"] == 0
         wk.stop()
     probe.loop_stop()
     atm.loop_stop()

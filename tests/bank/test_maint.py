@@ -18,9 +18,11 @@ from atm_tools.mosquitto import find_mosquitto
 from atm_wire.auth import maint_mac  # pyright: ignore[reportUnknownVariableType]
 from atm_wire.messages import COMMAND_BY_NAME, MAINT_TOKEN_FMT
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from .helpers import MODEL, World, make_world
-from .mqtt_helpers import start_link, start_worker
+from .mqtt_helpers import start_link, start_worker, wait_for
 from .scenarios import A1, A2
 from .test_acl_tls import TlsEnv, raw_client
 
@@ -108,8 +110,20 @@ def test_another_atm_cannot_read_or_request_for_an_atm(tls: TlsEnv) -> None:
     assert codes[0].is_failure and not codes[1].is_failure
     info = client.publish(topics.maint_request(A1), json.dumps({"v": 1}), qos=1)
     info.wait_for_publish(5)
-    time.sleep(0.5)
-    assert sum(worker.counters.values()) == 0  # the broker refused it: the bank never saw it
+    # A barrier, not a sleep: a genuine request ATM0002 may send, published after the forged one, is
+    # decided; the broker hands one client's messages to the bank in order, so the forged one, had it
+    # been let through, would have been counted first.
+    c = next(iter(tls.world.customers.values()))
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = topics.auth_response(A2)
+    props.CorrelationData = b"\x02" * 16
+    req = tls.world.request(A2, c, 100).model_dump_json()
+    client.publish(topics.auth_request(A2), req, qos=1, properties=props).wait_for_publish(5)
+    wait_for(
+        lambda: worker.counters["auth_approve"] + worker.counters["auth_decline"] == 1, what="the barrier"
+    )
+    decided = worker.counters["auth_approve"] + worker.counters["auth_decline"]
+    assert sum(worker.counters.values()) == decided  # the broker refused it: the bank never saw it
     client.loop_stop()
     client.disconnect()
     worker.stop()

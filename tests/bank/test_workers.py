@@ -11,9 +11,12 @@ from atm_bank.db import Cursor, open_database
 from atm_host.banklink.client import BankLink
 from atm_host.banklink.outbox import Outbox
 from atm_host.banklink.settings import LinkSettings
+from atm_msg import topics
 from atm_msg.schemas import AuthResponse, Cassette
 from atm_tools.bench_bank import DENOMS, make_requests, prepare, start_worker, start_workers, wait_online
 from atm_tools.mosquitto import Mosquitto
+
+from .mqtt_helpers import Listener, wait_for
 
 N_WORKERS = 3
 N_ATMS = 6
@@ -47,6 +50,9 @@ def test_kill_a_worker_mid_load(broker: Mosquitto, tmp_path: Path) -> None:
         except BaseException as exc:  # reported below
             errors.append(exc)
 
+    state_topic = f"{topics.BANK_STATE}/bench-worker-1"
+    state = Listener(broker.port, [state_topic], client_id="test-worker-state")
+    wait_for(lambda: state.received(state_topic)[-1:] == [b"online"], 10, "worker 1 online")
     threads = [threading.Thread(target=drive, args=(link,)) for link in links]
     for t in threads:
         t.start()
@@ -54,11 +60,14 @@ def test_kill_a_worker_mid_load(broker: Mosquitto, tmp_path: Path) -> None:
         time.sleep(0.01)
     os.kill(procs[1].pid, signal.SIGKILL)  # mid-load, no goodbye
     procs[1].wait()
-    time.sleep(1.0)
+    # Not a sleep: the broker has seen the killed worker's connection drop once its will (retained
+    # "offline") is out; only then can wait_online below tell the new worker's "online" from the old.
+    wait_for(lambda: state.received(state_topic)[-1:] == [b"offline"], 10, "the killed worker's will")
     procs[1] = start_worker(setup, broker.port, 1)  # what `serve` does: same name, same session
     wait_online(broker.port, ["bench-worker-1"])
     for t in threads:
         t.join(120)
+    state.close()
     for link in links:
         link.stop()
     for p in procs:

@@ -227,6 +227,14 @@ def _shot(pg: Any, name: str) -> None:
     assert pg.evaluate(OVERFLOW_JS) == [], name
 
 
+# True once the camera guide has finished loading a frame the page requested after time t0 (ms).
+CAM_LOADED_AFTER_JS = """t0 => {
+  const img = document.getElementById('cam');
+  const t = Number(new URL(img.src || 'about:blank', location.href).searchParams.get('t'));
+  return t > t0 && img.complete && img.naturalWidth > 0;
+}"""
+
+
 def _state(pg: Any, state: str) -> None:
     pg.wait_for_function(f"document.body.dataset.state === '{state}'", timeout=20000)
 
@@ -239,8 +247,15 @@ def test_full_withdrawal_through_the_screen(stack: LocalStack, page: tuple[Any, 
     c = stack.customers[7]
     j.wait_state({State.IDLE}, 10)
     _state(pg, "idle")
+    before = j.latest_frame()
     stack.camera.show_phone(stack.token(c))
-    time.sleep(0.3)  # the camera guide refreshes 5 times a second
+    # The camera guide shows the phone (not a sleep): the journey has read the phone's frame, then the
+    # page (which refreshes the guide 5 times a second) has loaded an image it asked for after that.
+    deadline = time.monotonic() + 10
+    while j.latest_frame() is before:
+        assert time.monotonic() < deadline, "the journey never read the phone's frame"
+        time.sleep(0.01)
+    pg.wait_for_function(CAM_LOADED_AFTER_JS, arg=pg.evaluate("Date.now()"), timeout=10000)
     _shot(pg, "01_idle_qr")
     _state(pg, "face")
     assert c.face is not None
