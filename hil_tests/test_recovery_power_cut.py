@@ -20,9 +20,9 @@ from hil_tests.rig import Rig, make_rig
 
 NOTES = (2, 1, 0, 0)
 # Pin writes of one single-note pick (thickness hold 2, transport, pick on and off, transport off, all
-# motors off 13) and of its delivery (gate, transport, all off 13): the first cut is the last pin write
-# of the third pick.
-FIRST_CUT = 2 * (19 + 15) + 19
+# 12 motors off) and of its delivery (gate, transport, all 12 off): the first cut is the last pin write
+# of the third pick, its note resting at the gate.
+FIRST_CUT = 2 * (18 + 14) + 18
 LOAD = [2000, 2000, 2000, 2000]
 
 
