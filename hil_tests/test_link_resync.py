@@ -33,8 +33,14 @@ def test_injected_syn_frame_does_not_wedge_the_host(rig: Rig) -> None:
     assert rig.client.status().provisioned
     other = open_raw(rig.board)  # another handle on the same line: it writes, it never reads
     try:
+        resyncs = rig.client.stats().link.resyncs  # the host's own counters: no request on the line
         other.write(SYN)
-        time.sleep(0.3)
+        # Not a sleep: the device took the SYN once its SYNACK, which the host never asked for, has made
+        # the host resynchronise (so the first case really is a SYN on a quiet line, before any request).
+        deadline = time.monotonic() + 10
+        while rig.client.stats().link.resyncs == resyncs:
+            assert time.monotonic() < deadline, "the host never saw the device's SYNACK"
+            time.sleep(0.01)
         _works_again(rig)
         other.write(SYN)  # while requests are in flight this time
         _works_again(rig)

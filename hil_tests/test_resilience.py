@@ -87,9 +87,18 @@ def test_host_restart_mid_dispense_pays_once(rig: Rig) -> None:
         except BaseException as exc:  # the host process "dies" below
             first.append(exc)
 
+    board = rig.board
+    loaded = sum(board.mech.snapshot()["cassettes"]) if board is not None else 0
     t = threading.Thread(target=run)
     t.start()
-    time.sleep(0.05)
+    if board is not None:
+        # Not a sleep: the crash comes once the first note has left its cassette (the mechanism says so).
+        deadline = time.monotonic() + 20
+        while sum(board.mech.snapshot()["cassettes"]) == loaded:
+            assert time.monotonic() < deadline, "the dispense never started picking"
+            time.sleep(0.002)
+    else:
+        time.sleep(0.05)  # a real board has no control channel to watch: the best guess at "picking"
     rig.client.close()  # the host crashes while the notes are being picked
     t.join(5)
     rig.reconnect()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import struct
 import time
+from typing import Any
 
 import pytest
 from atm_host.link import CommandFailed
@@ -19,6 +21,36 @@ def _notes_moved(rig: Rig) -> int:
         return 0
     s = rig.board.mech.snapshot()
     return 800 - sum(s["cassettes"])  # type: ignore[arg-type]
+
+
+def _processed(port: Any, within_s: float = 30.0) -> None:
+    """Return once the device has dealt with every byte written to `port` before: it takes its UART in
+    order, so a status request sent now (after a SYN: whatever state the bytes left) is answered last."""
+    req_id = random.SystemRandom().randrange(1, 0x10000)
+    status = m.COMMAND_BY_NAME["status"][1]
+    port.write(frame.encode(0, 0, frame.FLAG_SYN))
+    port.write(frame.encode(0, 0, frame.FLAG_DATA, struct.pack(m.HDR, status, req_id)))
+    answered: list[int] = []
+    expect = [0]
+
+    def on_frame(buf: bytearray, length: int) -> None:
+        payload = bytes(buf[frame.HEADER : length - frame.TRAILER])
+        if not buf[3] & frame.FLAG_DATA:
+            return
+        if buf[1] == expect[0]:  # acknowledged, or the device's window fills with older answers
+            expect[0] = (expect[0] + 1) & 0xFF
+        port.write(frame.encode(1, expect[0], 0))
+        if len(payload) >= m.HDR_SIZE:
+            code, rid = struct.unpack_from(m.HDR, payload, 0)
+            if rid == req_id and code in (m.MSG_ACKNOWLEDGE, m.MSG_COMPLETION):
+                answered.append(code)
+
+    parser = frame.FrameParser()
+    deadline = time.monotonic() + within_s
+    while not answered:
+        assert time.monotonic() < deadline, "the device never answered the status request behind the frames"
+        data = port.read(4096)
+        parser.feed(data, len(data), on_frame)
 
 
 def _fails(rig: Rig, token: bytes, code: int) -> None:
@@ -104,7 +136,7 @@ def test_black_box_random_frames_move_no_notes(rig: Rig) -> None:
         if sent % 200 == 0:
             time.sleep(0.01)  # let the board drain its UART buffer, as a real line would pace it
             port.read(4096)
-    time.sleep(0.3)
+    _processed(port)  # a barrier: the device has dealt with all 10,000 frames (not a 0.3 s sleep)
     port.close()
     rig.reconnect()
     assert _notes_moved(rig) == 0
