@@ -138,10 +138,31 @@ def random_frames(rng: random.Random, count: int) -> Iterator[bytes]:
             yield frame.encode(rng.getrandbits(8), rng.getrandbits(8), frame.FLAG_DATA, payload[:110])
 
 
+class ChipLine:
+    """A raw port on the emulated chip's line whose write timeout follows the chip's slowdown: a write
+    waits for the emulated line to drain (docs/emulator.md, "Host timers against a slow chip")."""
+
+    def __init__(self, board: RP2040Board) -> None:
+        self._board = board
+        self._port = serial.serial_for_url(
+            board.port, 115200, timeout=READ_TIMEOUT_S, write_timeout=WRITE_TIMEOUT_S
+        )
+
+    def write(self, data: bytes) -> int | None:
+        scaled = WRITE_TIMEOUT_S * self._board.slowdown
+        if scaled != self._port.write_timeout:
+            self._port.write_timeout = scaled
+        return self._port.write(data)
+
+    def read(self, n: int = 1) -> bytes:
+        return self._port.read(n)
+
+    def close(self) -> None:
+        self._port.close()
+
+
 def open_raw(board: Board | None):
-    """The board's line without a link on it; against the emulated chip the write timeout is scaled
-    like the link's timers (a write waits for the emulated line to drain, see chip_time)."""
+    """The board's line without a link on it (against the emulated chip: a ChipLine)."""
     if isinstance(board, RP2040Board):
-        scaled = WRITE_TIMEOUT_S * board.slowdown
-        return serial.serial_for_url(board.port, 115200, timeout=READ_TIMEOUT_S, write_timeout=scaled)
+        return ChipLine(board)
     return open_port(HIL_PORT if board is None else board.port)

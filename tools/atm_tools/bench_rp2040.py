@@ -2,9 +2,9 @@
 
 Every time here is emulated time of rp2040js 1.4.1 (125 MHz model, no XIP cache model), measured from
 the board's clock around each host call; flash erase/program take a W25Q16-class part's typical times
-(sector erase 45 ms, page program 0.7 ms; docs/emulator.md) with the core stalled. The firmware's main
-loop polls without sleeping, so the core is always busy: a command's CPU cost shows as its service time
-on an otherwise idle link, and at saturation as emulated time per command.
+(sector erase 45 ms, page program 0.7 ms; docs/emulator.md) with the core stalled. A command's CPU
+cost shows as its service time on an otherwise idle link, and at saturation as emulated time per
+command. The host's link timers are scaled by the chip's measured slowdown (RP2040Board.host_timers).
 """
 
 from __future__ import annotations

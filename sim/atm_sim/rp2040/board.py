@@ -354,19 +354,33 @@ class RP2040Board:
     @contextmanager
     def host_timers(self) -> Generator[float]:
         """Scale the host link's real-time timer floors (atm_wire.link.RTO_MIN, RTO_INITIAL) in this
-        process by `slowdown` while the block runs; yields the factor.
+        process by `slowdown` while the block runs (following it as it grows); yields the factor.
 
         A busy emulated chip runs ~2-5x slower than real time while a host's timers run in real time:
         a round trip of 9 ms of chip time takes 20-45 ms of wall time, past the 25 ms RTO floor, and the
         host resends frames a real chip would have answered in time. Scaled, the host waits as long in
         chip time as it would for a real chip (docs/emulator.md). The chip's own link is untouched."""
-        scale = self.slowdown
         rto_min, rto_initial = wire_link.RTO_MIN, wire_link.RTO_INITIAL
-        wire_link.RTO_MIN = math.ceil(rto_min * scale)
-        wire_link.RTO_INITIAL = math.ceil(rto_initial * scale)
+        done = threading.Event()
+
+        def scale() -> float:
+            k = self.slowdown
+            wire_link.RTO_MIN = max(wire_link.RTO_MIN, math.ceil(rto_min * k))
+            wire_link.RTO_INITIAL = max(wire_link.RTO_INITIAL, math.ceil(rto_initial * k))
+            return k
+
+        def follow() -> None:  # the emulator slows down further when the machine gets busier
+            while not done.wait(0.05):
+                scale()
+
+        k = scale()
+        thread = threading.Thread(target=follow, name="rp2040-host-timers", daemon=True)
+        thread.start()
         try:
-            yield scale
+            yield k
         finally:
+            done.set()
+            thread.join(1)
             wire_link.RTO_MIN, wire_link.RTO_INITIAL = rto_min, rto_initial
 
     def set_flash_times(self, mode: str) -> None:
