@@ -6,9 +6,8 @@ provides the same machine API, so this file is used unchanged there. Pin numbers
 
 import machine
 import rp2
-from micropython import const
-
 from layout import BLOCK_SIZE, RAW_BLOCKS, RAW_FIRST_BLOCK
+from micropython import const
 
 UART_ID = const(0)
 UART_TX = const(0)

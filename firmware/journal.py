@@ -101,6 +101,22 @@ RECENT_MAX = 16
 _ZERO16 = bytes(16)
 
 
+_ERASED = b"\xff" * PAGE_SIZE  # what an erased page reads: the unused tail of a page stays erased
+
+try:
+    # The viper copy (machine code): the tail fill was ~200 Python iterations per record on the chip.
+    from atm_wire.fastcrc import copy_into as _copy_into
+
+    def _fill_erased(page, start):
+        _copy_into(page, start, _ERASED, 0, PAGE_SIZE - start)
+
+except ImportError:
+
+    def _fill_erased(page, start):
+        for i in range(start, PAGE_SIZE):
+            page[i] = 0xFF
+
+
 class JournalError(Exception):
     """The raw flash region cannot hold the log (a layout or hardware fault)."""
 
@@ -207,8 +223,7 @@ class Journal:
         crc = crc16(p, 0, end)
         p[end] = crc >> 8
         p[end + 1] = crc & 0xFF
-        for i in range(end + 2, PAGE_SIZE):
-            p[i] = 0xFF
+        _fill_erased(p, end + 2)
         self._dev.writeblocks(self._head, p, self._next_page * PAGE_SIZE)
         self.programs += 1
         self._next_page += 1
