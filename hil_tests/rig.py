@@ -9,19 +9,21 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import serial
-from atm_host.link import DispenserClient
+from atm_host.link import DispenserClient, LinkError
 from atm_host.link.client import WRITE_TIMEOUT_S, open_port
 from atm_host.link.results import DispenseResult
 from atm_host.link.signing import sign_dispense, sign_replenish
 from atm_host.link.transport import READ_TIMEOUT_S
 from atm_sim.board import SimBoard
 from atm_sim.rp2040.board import RP2040Board
+from atm_wire import messages as m
 
 TEST_KEY = bytes.fromhex(os.environ.get("HIL_KEY", "00112233445566778899aabbccddeeff" * 2))
 DENOMS = (100, 50, 20, 10)
@@ -70,6 +72,23 @@ class Rig:
     def reconnect(self) -> None:
         self.client.close()
         self.client = connect(self.board)
+
+
+def recover_after_cut(rig: Rig, up_s: float = 20.0, idle_s: float = 10.0) -> None:
+    """After a power cut: reconnect once the board answers again, then wait for boot recovery to finish."""
+    deadline = time.monotonic() + up_s
+    while True:
+        try:
+            rig.reconnect()
+            break
+        except LinkError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)  # poll: the board is still booting
+    deadline = time.monotonic() + idle_s
+    while rig.client.status().state != m.STATE_IDLE:
+        assert time.monotonic() < deadline, rig.client.status()
+        time.sleep(0.05)  # poll: recovery is moving notes
 
 
 def connect(board: Board | None) -> DispenserClient:
@@ -124,7 +143,6 @@ def make_rig(tmp: Path, load: list[int] | None = None, seed: int = 1) -> Iterato
 def random_frames(rng: random.Random, count: int) -> Iterator[bytes]:
     """What a black box might send: random bytes, valid frames with random commands and tokens."""
     from atm_wire import frame
-    from atm_wire import messages as m
 
     codes = [e[1] for e in m.COMMANDS]
     for i in range(count):

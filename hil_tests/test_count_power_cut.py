@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from atm_host.link import CommandFailed, DeviceReset, LinkError
 from atm_sim.board import SimBoard
-from atm_wire import messages as m
 
-from hil_tests.rig import TEST_KEY, Rig, make_rig, provision_and_load
+from hil_tests.rig import TEST_KEY, Rig, make_rig, provision_and_load, recover_after_cut
 
 CASSETTE = 3
 NOTES = 3  # in the counted cassette; the others hold 200 each
@@ -20,25 +18,6 @@ LOAD = [200, 200, 200, NOTES]
 def _count(rig: Rig) -> int:
     c = rig.client
     return c.count(CASSETTE, token=c.maint_token(rig.key, "count", CASSETTE))
-
-
-def _reconnect(rig: Rig) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            rig.reconnect()
-            return
-        except LinkError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def _idle(rig: Rig) -> None:
-    deadline = time.monotonic() + 10
-    while rig.client.status().state != m.STATE_IDLE:
-        assert time.monotonic() < deadline, rig.client.status()
-        time.sleep(0.05)
 
 
 def _refill(rig: Rig) -> int:
@@ -83,8 +62,7 @@ def test_power_cut_at_every_step_of_a_count(tmp_path: Path, mode: str) -> None:
                 pass
             if board.armed:
                 board.disarm()  # this run took fewer steps than the calibration run
-            _reconnect(rig)
-            _idle(rig)
+            recover_after_cut(rig)
             info = rig.client.cassette_info()
             bin_off = info.reject_bin - mech.reject_bin - bin0
             snap = mech.snapshot()

@@ -7,7 +7,6 @@ or torn) or every pin write from the power coming back until the machine is idle
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from atm_host.link import CommandFailed, DeviceReset, LinkError
 from atm_sim.board import SimBoard
 from atm_wire import messages as m
 
-from hil_tests.rig import Rig, make_rig
+from hil_tests.rig import Rig, make_rig, recover_after_cut
 
 NOTES = (2, 1, 0, 0)
 # Pin writes of one single-note pick (thickness hold 2, transport, pick on and off, transport off, all
@@ -24,25 +23,6 @@ NOTES = (2, 1, 0, 0)
 # of the third pick, its note resting at the gate.
 FIRST_CUT = 2 * (18 + 14) + 18
 LOAD = [2000, 2000, 2000, 2000]
-
-
-def _reconnect(rig: Rig) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            rig.reconnect()
-            return
-        except LinkError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def _idle(rig: Rig) -> None:
-    deadline = time.monotonic() + 10
-    while rig.client.status().state != m.STATE_IDLE:
-        assert time.monotonic() < deadline, rig.client.status()
-        time.sleep(0.05)
 
 
 def _dispense_cut(rig: Rig, hook: Callable[[], None]) -> bytes:
@@ -57,8 +37,7 @@ def _dispense_cut(rig: Rig, hook: Callable[[], None]) -> bytes:
         pass
     if board.armed:
         board.disarm()
-    _reconnect(rig)
-    _idle(rig)
+    recover_after_cut(rig)
     return txid
 
 

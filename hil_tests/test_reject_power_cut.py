@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from atm_host.link import CommandFailed, DeviceReset, LinkError
 from atm_wire import messages as m
 
-from hil_tests.rig import Rig, make_rig
+from hil_tests.rig import Rig, make_rig, recover_after_cut
 
 
 def _reject(rig: Rig) -> int:
     return rig.client.reject(token=rig.client.maint_token(rig.key, "reject"))
-
-
-def _reconnect(rig: Rig) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            rig.reconnect()
-            return
-        except LinkError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def _idle(rig: Rig) -> None:
-    deadline = time.monotonic() + 10
-    while rig.client.status().state != m.STATE_IDLE:
-        assert time.monotonic() < deadline, rig.client.status()
-        time.sleep(0.05)
 
 
 @pytest.mark.sim_only
@@ -59,8 +39,7 @@ def test_power_cut_at_every_step_of_a_one_note_reject(tmp_path: Path, kind: str)
                 pass
             if rig.board.armed:
                 rig.board.disarm()
-            _reconnect(rig)
-            _idle(rig)
+            recover_after_cut(rig)
             where = f"{kind} cut {k}/{steps}"
             rep = rig.client.get_report(txid)
             assert rep.flags & m.REPORT_FLAG_FINAL, where
