@@ -16,7 +16,7 @@ from pathlib import Path
 
 from atm_host.journey.config import JourneyConfig
 
-from atm_tools.bench_link import machine
+from atm_tools.bench_link import machine, percentile
 from atm_tools.benchrows import record
 from atm_tools.demo import LocalStack, StackOptions
 
@@ -32,11 +32,6 @@ ROWS = (
     ("present_ms", "present (shutter open)"),
 )
 TARGET_P95_MS = 500.0
-
-
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 def run(n: int, workdir: Path) -> list[dict[str, float]]:
@@ -67,10 +62,10 @@ def table(samples: list[dict[str, float]]) -> str:
     for key, label in ROWS:
         vals = [s[key] for s in samples if key in s]
         if vals:
-            lines.append(f"{label:56s} {statistics.median(vals):9.1f} {_pct(vals, 0.95):9.1f}")
-            record("journey", label, statistics.median(vals), _pct(vals, 0.95), "ms")
+            lines.append(f"{label:56s} {statistics.median(vals):9.1f} {percentile(vals, 0.95):9.1f}")
+            record("journey", label, statistics.median(vals), percentile(vals, 0.95), "ms")
     total = [s["machine_qr_to_approval_ms"] for s in samples]
-    p95 = _pct(total, 0.95)
+    p95 = percentile(total, 0.95)
     verdict = "met" if p95 <= TARGET_P95_MS else "NOT met"
     lines.append(f"target: QR in view -> approval p95 <= {TARGET_P95_MS:.0f} ms: {verdict} ({p95:.1f} ms)")
     return "\n".join(lines)

@@ -38,12 +38,12 @@ def machine() -> str:
     return f"{cpu}; {os.cpu_count()} cores; {system}; Python {platform.python_version()}"
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _setup(client: DispenserClient, load: int) -> None:
+def provision_and_load(client: DispenserClient, load: int) -> None:
     info = client.hello()
     if not client.status().provisioned:
         client.provision(KEY)
@@ -140,16 +140,16 @@ def main(argv: list[str] | None = None) -> int:
             with SimBoard(workdir=Path(tmp) / f"b{baud}", baud=baud) as board:
                 board.mech.load([2000] * 4)
                 with DispenserClient.connect(board.port, timeout=10) as client:
-                    _setup(client, 2000)
+                    provision_and_load(client, 2000)
                     rt = round_trips(client, args.round_trips)
-                    add(f"status round trip, {label}", statistics.median(rt), _pct(rt, 0.95), "ms")
+                    add(f"status round trip, {label}", statistics.median(rt), percentile(rt, 0.95), "ms")
                     if baud is not None:
                         cps, share = throughput(client, board, args.seconds)
                         add(f"throughput, {label}", cps, None, "cmd/s", f"{share * 100:.0f}% of wire")
                     else:
                         pn, progs, erases, tx_progs = per_note(client, board, args.notes, 5)
                         add(f"dispense, per note ({args.notes}-note bundles)", statistics.median(pn),
-                            _pct(pn, 0.95), "ms")  # fmt: skip
+                            percentile(pn, 0.95), "ms")  # fmt: skip
                         add("journal flash programs per note (dispense)", progs, None, "pages",
                             f"{tx_progs:.0f} per transaction with its reject")  # fmt: skip
                         add("journal flash erases per note (dispense)", erases, None, "blocks",

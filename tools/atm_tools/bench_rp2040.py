@@ -20,30 +20,16 @@ import time
 from pathlib import Path
 
 from atm_host.link import DispenserClient
-from atm_host.link.signing import sign_dispense, sign_replenish
+from atm_host.link.signing import sign_dispense
 from atm_sim import mechanics as mc
 from atm_sim.rp2040.board import RP2040Board
 
+from atm_tools.bench_link import KEY, percentile, provision_and_load
 from atm_tools.benchrows import record
 
-KEY = bytes(range(7, 39))
-DENOMS = (100, 50, 20, 10)
 NOTE = "emulated RP2040 (rp2040js 1.4.1, 125 MHz model, no XIP cache model)"
 # Motor-on time the mechanics model needs per note (pick to sensor, dwell, to gate, into the stacker).
 MECH_MS_PER_NOTE = mc.TO_SENSOR_MS + mc.SENSOR_DWELL_MS + mc.TO_GATE_MS + mc.TO_BIN_MS
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _setup(client: DispenserClient, load: int) -> None:
-    info = client.hello()
-    if not client.status().provisioned:
-        client.provision(KEY)
-    nonce = client.get_nonce().nonce
-    client.replenish(sign_replenish(KEY, info.device_id, nonce, DENOMS, [load] * 4))
 
 
 def _emu_ms(board: RP2040Board) -> float:
@@ -154,19 +140,19 @@ def main(argv: list[str] | None = None) -> int:
             with board, DispenserClient.connect(board.port, timeout=60) as client:
                 if baud == 115200:
                     add("boot to first byte on the UART", board.boot_emu_ns[0] / 1e6, None, "ms")
-                _setup(client, 2000)
+                provision_and_load(client, 2000)
                 timers = board.host_timers()  # the host's RTO floor in chip time (docs/emulator.md)
                 timers.__enter__()
                 rx0, tx0 = wire_bytes(board)
                 rt = round_trips(client, board, args.round_trips)
                 rx1, tx1 = wire_bytes(board)
-                add(f"status round trip, {baud} baud", statistics.median(rt), _pct(rt, 0.95), "ms")
+                add(f"status round trip, {baud} baud", statistics.median(rt), percentile(rt, 0.95), "ms")
                 wire_ms = ((rx1 - rx0) + (tx1 - tx0)) / args.round_trips * 10 / baud * 1000
                 service = [r - wire_ms for r in rt]
                 add(
                     f"firmware time per command, {baud} baud",
                     statistics.median(service),
-                    _pct(service, 0.95),
+                    percentile(service, 0.95),
                     "ms",
                     f"status round trip minus {wire_ms:.2f} ms of wire time; {NOTE}",
                 )
@@ -175,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 add(
                     f"CPU per byte of line noise, {baud} baud",
                     statistics.median(pc),
-                    _pct(pc, 0.95),
+                    percentile(pc, 0.95),
                     "us",
                     byte_note,
                 )
@@ -187,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
                     add(
                         f"dispense, per note ({args.notes}-note bundles)",
                         statistics.median(ms),
-                        _pct(ms, 0.95),
+                        percentile(ms, 0.95),
                         "ms",
                     )
                     fw = [m - MECH_MS_PER_NOTE for m in ms]
                     add(
                         "firmware time per note (beyond the motors)",
                         statistics.median(fw),
-                        _pct(fw, 0.95),
+                        percentile(fw, 0.95),
                         "ms",
                         f"per note minus {MECH_MS_PER_NOTE:.0f} ms of belt travel; {NOTE}",
                     )
@@ -202,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                     # without the fixed work of a dispense (token check, journal begin/end, report).
                     one = per_note(client, board, 1, args.runs)["ms"]
                     slope = (statistics.median(ms) * args.notes - statistics.median(one)) / (args.notes - 1)
-                    add("dispense of one note", statistics.median(one), _pct(one, 0.95), "ms")
+                    add("dispense of one note", statistics.median(one), percentile(one, 0.95), "ms")
                     add(
                         "firmware time per further note (beyond the motors)",
                         slope - MECH_MS_PER_NOTE,
