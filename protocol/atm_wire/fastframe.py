@@ -19,9 +19,7 @@ import array
 import micropython
 from micropython import const
 
-from atm_wire.crc import TABLE
-
-_T16 = array.array("H", TABLE)
+from atm_wire.fastcrc import TABLE as _T16
 
 _SYNC = const(0x7E)
 _HEADER = const(4)
@@ -40,7 +38,9 @@ _PEND = const(5)
 _RESUME = const(6)  # length of a frame delivered from the buffer's head: forget it on the next call
 _FLUSH = const(7)  # settle everything buffered (the line went quiet)
 _POS = const(8)  # next byte of the data being fed
-_N_STATE = const(9)
+_START = const(9)  # where the candidate starts in the buffer (it ends at _HAVE)
+_N_STATE = const(10)
+_CAP = const(192)  # buffer bytes: a candidate (< 125) moves to the front at most once per 67 appended
 
 
 @micropython.viper
@@ -53,6 +53,7 @@ def _run(buf, st, data, n: int) -> int:
     d = ptr8(data)
     t = ptr16(_T16)
     have = s[_HAVE]
+    st0 = s[_START]
     i = s[_POS]
     ok = s[_OK]
     crce = s[_CRC]
@@ -76,45 +77,50 @@ def _run(buf, st, data, n: int) -> int:
             tail = 0
             while True:
                 if k:
-                    # Forget the first k bytes, then every byte that cannot start a frame.
+                    # Forget the first k bytes of the candidate, then every byte that cannot start a
+                    # frame: the candidate's start moves on, nothing is shifted (see _compact).
                     dropped += k
-                    while k < have and (b8[k] < _MIN or b8[k] > _MAX):
-                        k += 1
+                    st0 += k
+                    while st0 < have and (b8[st0] < _MIN or b8[st0] > _MAX):
+                        st0 += 1
                         dropped += 1
                         bad += 1
-                    j = 0
-                    while k < have:
-                        b8[j] = b8[k]
-                        j += 1
-                        k += 1
-                    have = j
                     k = 0
+                    if st0 >= have:
+                        st0 = 0
+                        have = 0
                     if tail:
                         # A good frame that ended at a SYNC behind a garbage candidate.
                         ok += 1
                         pend = 0
                         deliver = tail
+                        q = 0
+                        while q < tail:
+                            b8[q] = b8[st0 + q]
+                            q += 1
+                        st0 = 0
                         have = 0
                         break
-                if have == 0:
+                cnt = have - st0
+                if cnt == 0:
                     break
-                if have >= _HEADER:
-                    f = b8[3]
-                    if (f & _NOT_FLAGS) or ((f & _FLAG_DATA) == 0 and b8[0] != _MIN):
+                if cnt >= _HEADER:
+                    f = b8[st0 + 3]
+                    if (f & _NOT_FLAGS) or ((f & _FLAG_DATA) == 0 and b8[st0] != _MIN):
                         crce += 1
                         pend = 1
                         k = 1
                         continue
-                length = b8[0]
-                if have < _MIN or have < length:
-                    if have > _MIN and b8[have - 1] == _SYNC:
+                length = b8[st0]
+                if cnt < _MIN or cnt < length:
+                    if cnt > _MIN and b8[have - 1] == _SYNC:
                         j = 1
-                        while j <= have - _MIN:
-                            ln = have - j
-                            if b8[j] == ln:
-                                e = j + ln
+                        while j <= cnt - _MIN:
+                            ln = cnt - j
+                            if b8[st0 + j] == ln:
+                                e = st0 + j + ln
                                 crc = 0xFFFF
-                                q = j
+                                q = st0 + j
                                 while q < e - 3:
                                     crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ b8[q]) & 0xFF]
                                     q += 1
@@ -128,19 +134,29 @@ def _run(buf, st, data, n: int) -> int:
                             continue
                     break
                 good = 0
-                if b8[length - 1] == _SYNC:
+                e = st0 + length
+                if b8[e - 1] == _SYNC:
                     crc = 0xFFFF
-                    q = 0
-                    while q < length - 3:
+                    q = st0
+                    while q < e - 3:
                         crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ b8[q]) & 0xFF]
                         q += 1
-                    if crc == ((b8[length - 3] << 8) | b8[length - 2]):
+                    if crc == ((b8[e - 3] << 8) | b8[e - 2]):
                         good = 1
                 if good:
                     ok += 1
                     pend = 0
                     deliver = length
                     resume = length
+                    if st0:
+                        # Deliver from the buffer's head: move the candidate (and what follows it) there.
+                        q = 0
+                        while st0 < have:
+                            b8[q] = b8[st0]
+                            q += 1
+                            st0 += 1
+                        have = q
+                        st0 = 0
                     break
                 crce += 1
                 pend = 1
@@ -157,7 +173,9 @@ def _run(buf, st, data, n: int) -> int:
             flush = 0
             break
         b = d[i]
-        if have == 0:
+        if have == st0:
+            st0 = 0
+            have = 0
             if b < _MIN or b > _MAX:
                 # Not a plausible length byte (this also swallows stray SYNC bytes).
                 bad += 1
@@ -184,12 +202,24 @@ def _run(buf, st, data, n: int) -> int:
                         pend = 0
                         deliver = b
                         break
+        elif have == _CAP:
+            # The candidate reached the buffer's end: move it to the front (at most once per _MAX
+            # bytes appended, so resynchronising costs O(1) per byte, not a shift per byte).
+            q = 0
+            while st0 < have:
+                b8[q] = b8[st0]
+                q += 1
+                st0 += 1
+            have = q
+            st0 = 0
         i += 1
         b8[have] = b
         have += 1
-        if have == _HEADER or (have >= _MIN and (have >= b8[0] or b == _SYNC)):
+        cnt = have - st0
+        if cnt == _HEADER or (cnt >= _MIN and (cnt >= b8[st0] or b == _SYNC)):
             scan = 1
     s[_HAVE] = have
+    s[_START] = st0
     s[_POS] = i
     s[_OK] = ok
     s[_CRC] = crce
@@ -205,12 +235,12 @@ class FrameParser:
     """atm_wire.frame.FrameParser on MicroPython: the same interface, rules and counters."""
 
     def __init__(self):
-        self.buf = bytearray(_MAX)
+        self.buf = bytearray(_CAP)
         self._st = array.array("i", bytes(4 * _N_STATE))
 
     @property
     def have(self):
-        return self._st[_HAVE]
+        return self._st[_HAVE] - self._st[_START]
 
     @property
     def frames_ok(self):
@@ -239,6 +269,7 @@ class FrameParser:
     def reset(self):
         st = self._st
         st[_HAVE] = 0
+        st[_START] = 0
         st[_RESUME] = 0
 
     def feed(self, data, n, on_frame):
