@@ -5,7 +5,10 @@ like MicroPython's time.ticks_ms) and the port (a write(buf, n) callable); nothi
 
 Rules (docs/protocol.md, "Link layer"):
 - Each DATA frame carries SEQ; the receiver delivers it only when SEQ is the next expected number and
-  answers every DATA frame with an ACK frame naming the next number it expects (cumulative).
+  acknowledges it (cumulative: the next number it expects). Every frame carries that number, so the
+  acknowledgement rides on the next DATA frame the receiver sends; a separate ACK frame goes out only
+  when none did: at the end of the read that brought the frame (ack_delay 0, the firmware: a command's
+  answer is sent while it is delivered) or ack_delay ms later (the host: its next command carries it).
 - A frame arriving out of order is dropped and answered with FLAG_NAK so the sender resends at once;
   so is a frame that arrives corrupted (bad CRC).
 - Unacknowledged frames are resent, oldest first, when the retransmit timer (RFC 6298: SRTT + 4*RTTVAR,
@@ -66,6 +69,7 @@ class Link:
         deliver: "Callable[[bytearray, int, int], None]",
         window: int = 8,
         on_reset: "Callable[[], None] | None" = None,
+        ack_delay: int = 0,
     ) -> None:
         if window not in (1, 2, 4, 8, 16):
             # Slots are seq % window: only a power of two keeps 255 and 0 in different slots.
@@ -74,6 +78,10 @@ class Link:
         self._deliver = deliver
         self._on_reset = on_reset
         self.window = window
+        self._slot_mask = window - 1  # a frame's slot is seq % window
+        self.ack_delay = ack_delay  # ms an acknowledgement may wait for a DATA frame to carry it
+        self._ack_owed = False  # a delivered frame is not acknowledged yet
+        self._ack_since = 0
         self.parser = FrameParser()
         self._slots = [bytearray(MAX_FRAME) for _ in range(window)]
         self._slot_len = [0] * window
@@ -113,24 +121,26 @@ class Link:
 
     def send(self, payload: "bytes | bytearray", plen: int, now: int) -> bool:
         """Queue and transmit one payload; False when the window is full or the link is not up."""
-        if not self.can_send():
-            return False
         seq = self._next
-        slot = seq % self.window
+        if not self.connected or ((seq - self._base) & 0xFF) >= self.window:
+            return False
+        slot = seq & self._slot_mask
         buf = self._slots[slot]
         n = encode_into(buf, seq, self._expect, FLAG_DATA, payload, plen)
         self._slot_len[slot] = n
         self._slot_sent[slot] = now
         self._slot_retx[slot] = False
-        if self.in_flight() == 0:
-            self._timer_start = now
+        if seq == self._base:
+            self._timer_start = now  # nothing was in flight
         self._next = (seq + 1) & 0xFF
+        self._ack_owed = False  # this frame carries the acknowledgement
         self._write(buf, n)
         self.tx_frames += 1
         return True
 
     def _send_control(self, flags: int) -> None:
-        n = encode_into(self._ctl, self._next, self._expect, flags)
+        self._ack_owed = False  # every frame carries the acknowledgement
+        n = encode_into(self._ctl, self._next, self._expect, flags, None, 0)
         self._write(self._ctl, n)
 
     def start(self, now: int) -> None:
@@ -150,6 +160,7 @@ class Link:
             self._on_reset()
 
     def _reset_state(self) -> None:
+        self._ack_owed = False
         self._base = 0
         self._next = 0
         self._expect = 0
@@ -170,6 +181,7 @@ class Link:
                 buf[n - 2] = crc & 0xFF
             self._slot_retx[slot] = True
             self._slot_sent[slot] = now
+            self._ack_owed = False
             self._write(buf, n)
             self.retransmits += 1
             seq = (seq + 1) & 0xFF
@@ -179,6 +191,8 @@ class Link:
         """Run the retransmit timer; call often (every loop on the MCU, every few ms on the host)."""
         if self.parser.errors_pending:
             self._nak_errors(now)
+        if self._ack_owed and ticks_diff(now, self._ack_since) >= self.ack_delay:
+            self._send_control(0)
         if self._synack_due and not self.syn_pending and ticks_diff(now, self._syn_at) > RTO_MAX:
             self._synack_due = False  # our SYN was overtaken by the peer's and its SYNACK lost
         if self.syn_pending:
@@ -200,6 +214,8 @@ class Link:
         self._last_rx = now
         parser = self.parser
         parser.feed(data, n, self._on_frame)
+        if self._ack_owed and self.ack_delay == 0:
+            self._send_control(0)  # one acknowledgement for what this read delivered and no answer carried
 
     def _nak_errors(self, now: int) -> None:
         """A frame died on the line and no good one followed before the line went quiet: ask for a
@@ -265,14 +281,19 @@ class Link:
         d = seq_diff(seq, self._expect)
         if d == 0:
             self._expect = (self._expect + 1) & 0xFF
-            self._send_control(0)
+            self._owe_ack(now)
             self._deliver(buf, HEADER, length - 3)
         elif d < 0:
             self.duplicates += 1
-            self._send_control(0)  # our ACK was lost: repeat it
+            self._owe_ack(now)  # our ACK was lost: repeat it
         else:
             self.out_of_order += 1
             self._send_control(FLAG_NAK)
+
+    def _owe_ack(self, now: int) -> None:
+        if not self._ack_owed:
+            self._ack_owed = True
+            self._ack_since = now
 
     def _process_ack(self, ack: int, now: int) -> None:
         acked = seq_diff(ack, self._base)

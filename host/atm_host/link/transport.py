@@ -22,6 +22,9 @@ READ_CHUNK = 4096
 # hit by noise) and is dropped; otherwise a wrong length byte (up to 255) would stall a quiet link
 # until that many more bytes had arrived.
 IDLE_RESYNC_S = 0.1
+# An acknowledgement waits this long for the host's next frame to carry it (the firmware's retransmit
+# floor is 25 ms): a board answering a stream of commands then parses no separate ACK frames.
+ACK_DELAY_MS = 3
 # pyserial's error when select() said "readable" and read() found nothing: a vanished device, or another
 # process that opened the same line and took the bytes. Only this many in a row with no read between
 # them make it a dead port (a vanished device repeats it at once, forever).
@@ -128,7 +131,7 @@ class SerialLink:
         self._last_rx = time.monotonic()
         self._idle_resyncs = 0
         self.shared_reads = 0  # reads another opener of the line won (see EMPTY_READY)
-        self._link = cast(_WireLink, Link(self._write, self._deliver, window, self._reset_seen))
+        self._link = cast(_WireLink, Link(self._write, self._deliver, window, self._reset_seen, ACK_DELAY_MS))
         self._thread = threading.Thread(target=self._run, name="atm-link-reader", daemon=True)
         self._thread.start()
 
