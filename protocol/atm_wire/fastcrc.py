@@ -15,9 +15,19 @@ import array
 
 import micropython
 
-from atm_wire.crc import TABLE
 
-_T16 = array.array("H", TABLE)
+def _make_table():
+    t = array.array("H", bytes(512))
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        t[byte] = crc & 0xFFFF
+    return t
+
+
+TABLE = _make_table()  # the same values as atm_wire.crc's table on CPython (tests/protocol/mp)
+_T16 = TABLE
 
 
 @micropython.viper
@@ -31,6 +41,36 @@ def crc16_range(buf, start: int, end: int) -> int:
         crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ p[i]) & 0xFF]
         i += 1
     return crc
+
+
+@micropython.viper
+def encode_frame(buf, seq: int, ack: int, flags: int, payload, plen: int) -> int:
+    """atm_wire.frame.encode_into in one machine-code call: header, payload copy, CRC, trailer."""
+    n = plen + 7
+    if n > 125:
+        raise ValueError("payload too long")
+    b = ptr8(buf)
+    b[0] = n
+    b[1] = seq & 0xFF
+    b[2] = ack & 0xFF
+    b[3] = flags
+    if plen:
+        s = ptr8(payload)
+        i = 0
+        while i < plen:
+            b[4 + i] = s[i]
+            i += 1
+    t = ptr16(TABLE)
+    crc = 0xFFFF
+    i = 0
+    end = n - 3
+    while i < end:
+        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ b[i]) & 0xFF]
+        i += 1
+    b[end] = crc >> 8
+    b[end + 1] = crc & 0xFF
+    b[end + 2] = 0x7E
+    return n
 
 
 @micropython.viper

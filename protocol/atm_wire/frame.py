@@ -49,7 +49,7 @@ FLAG_MASK = 0x0F
 
 
 def encode_into(
-    buf: bytearray, seq: int, ack: int, flags: int, payload: "bytes | bytearray | None" = None, plen: int = 0
+    buf: bytearray, seq: int, ack: int, flags: int, payload: "bytes | bytearray | None", plen: int
 ) -> int:
     """Write one frame into buf (>= plen + OVERHEAD bytes) and return its length."""
     n = plen + OVERHEAD
@@ -66,6 +66,13 @@ def encode_into(
     buf[n - 2] = crc & 0xFF
     buf[n - 1] = SYNC
     return n
+
+
+try:
+    # On MicroPython: the same encoder as one viper call (the link sends every frame through it).
+    from atm_wire.fastcrc import encode_frame as encode_into  # pyright: ignore[reportMissingImports, reportUnknownVariableType]
+except ImportError:  # CPython (the host): the Python encoder above
+    pass
 
 
 def encode(seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
