@@ -24,6 +24,7 @@ from atm_host.link.transport import READ_TIMEOUT_S
 from atm_sim.board import SimBoard
 from atm_sim.rp2040.board import RP2040Board
 from atm_wire import messages as m
+from atm_wire import names
 
 TEST_KEY = bytes.fromhex(os.environ.get("HIL_KEY", "00112233445566778899aabbccddeeff" * 2))
 DENOMS = (100, 50, 20, 10)
@@ -150,7 +151,7 @@ def random_frames(rng: random.Random, count: int) -> Iterator[bytes]:
         if kind == 0:
             yield bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 80)))
         else:
-            code = rng.choice(codes) if kind == 1 else m.COMMAND_BY_NAME["dispense"][1]
+            code = rng.choice(codes) if kind == 1 else names.COMMAND_BY_NAME["dispense"][1]
             body = bytes(rng.getrandbits(8) for _ in range(rng.choice((0, 2, 16, 80, 88))))
             payload = bytes((code, rng.getrandbits(8), rng.getrandbits(8))) + body
             yield frame.encode(rng.getrandbits(8), rng.getrandbits(8), frame.FLAG_DATA, payload[:110])

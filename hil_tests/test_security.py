@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from atm_host.link import CommandFailed
 from atm_host.link.signing import sign_dispense
-from atm_wire import frame
+from atm_wire import frame, names
 from atm_wire import messages as m
 
 from hil_tests.rig import Rig, open_raw, random_frames
@@ -27,7 +27,7 @@ def _processed(port: Any, within_s: float = 30.0) -> None:
     """Return once the device has dealt with every byte written to `port` before: it takes its UART in
     order, so a status request sent now (after a SYN: whatever state the bytes left) is answered last."""
     req_id = random.SystemRandom().randrange(1, 0x10000)
-    status = m.COMMAND_BY_NAME["status"][1]
+    status = names.COMMAND_BY_NAME["status"][1]
     port.write(frame.encode(0, 0, frame.FLAG_SYN))
     port.write(frame.encode(0, 0, frame.FLAG_DATA, struct.pack(m.HDR, status, req_id)))
     answered: list[int] = []

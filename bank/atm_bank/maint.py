@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from atm_msg import cmdsign, topics
 from atm_msg.schemas import Command, MaintRequest, MaintResponse
 from atm_wire.auth import sign_maint  # pyright: ignore[reportUnknownVariableType]
-from atm_wire.messages import COMMAND_BY_NAME, MAINT_COMMANDS
+from atm_wire.messages import MAINT_COMMANDS
+from atm_wire.names import COMMAND_BY_NAME
 from pydantic import ValidationError
 
 from .db import Cursor

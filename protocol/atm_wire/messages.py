@@ -52,29 +52,6 @@ INCOMPLETE_DISPENSE = 18
 TIMEOUT = 19
 CASH_UNIT_ERROR = 20  # a cassette is missing or empty
 
-COMPLETION_NAMES = (
-    "success",
-    "invalidData",
-    "unsupportedCommand",
-    "sequenceError",
-    "busy",
-    "hardwareError",
-    "noCommandNonce",
-    "invalidToken",
-    "invalidTokenNonce",
-    "invalidTokenHMAC",
-    "fraudAttempt",
-    "notEnoughNotes",
-    "jammed",
-    "shutterFailure",
-    "notProvisioned",
-    "alreadyProvisioned",
-    "doorOpen",
-    "unknownTransaction",
-    "incompleteDispense",
-    "timeout",
-    "cashUnitError",
-)
 
 # ----- device state (STATUS) ------------------------------------------------------------------------
 STATE_IDLE = 0
@@ -85,12 +62,10 @@ STATE_PRESENTED = 4  # notes in the shutter, waiting for the customer
 STATE_RETRACTING = 5
 STATE_FAULT = 6
 STATE_BUSY = 7  # reset, count, reject: a maintenance motion
-STATE_NAMES = ("idle", "dispensing", "stacked", "presenting", "presented", "retracting", "fault", "busy")
 
 SHUTTER_CLOSED = 0
 SHUTTER_OPEN = 1
 SHUTTER_JAMMED = 2
-SHUTTER_NAMES = ("closed", "open", "jammed")
 
 STATUS_FLAG_PROVISIONED = 0x01
 STATUS_FLAG_NONCE = 0x02  # a command nonce is outstanding
@@ -102,13 +77,11 @@ UNIT_OK = 0
 UNIT_LOW = 1
 UNIT_EMPTY = 2
 UNIT_MISSING = 3
-UNIT_NAMES = ("ok", "low", "empty", "missing")
 
 # Present status in the signed report (XFS4IoT GetPresentStatus).
 PRESENT_NOT_PRESENTED = 0
 PRESENT_PRESENTED = 1
 PRESENT_UNKNOWN = 2
-PRESENT_NAMES = ("notPresented", "presented", "unknown")
 
 REPORT_FLAG_FINAL = 0x01  # the transaction is over: no note of it can move any more
 REPORT_FLAG_TAKEN = 0x02  # the presenter sensor saw the notes removed
@@ -205,19 +178,9 @@ EVENTS = (
     ("power_recovery", 0x89, "<16sB"),  # reconciled transaction, its present status
 )
 
-COMMAND_BY_NAME: "dict[str, tuple[str, int, str, str]]" = {}
 COMMAND_BY_CODE: "dict[int, tuple[str, int, str, str]]" = {}
 for _entry in COMMANDS:
-    COMMAND_BY_NAME[_entry[0]] = _entry
     COMMAND_BY_CODE[_entry[1]] = _entry
-EVENT_BY_NAME: "dict[str, tuple[str, int, str]]" = {}
-EVENT_BY_CODE: "dict[int, tuple[str, int, str]]" = {}
-for _entry in EVENTS:
-    EVENT_BY_NAME[_entry[0]] = _entry
-    EVENT_BY_CODE[_entry[1]] = _entry
 
-
-def completion_name(code: int) -> str:
-    if 0 <= code < len(COMPLETION_NAMES):
-        return COMPLETION_NAMES[code]
-    return "code%d" % code
+# Names for people (logs, the console, docs) and lookups by name live in atm_wire.names, the host's
+# side only, so their strings never take the chip's heap.

@@ -16,7 +16,8 @@ from atm_msg.cmdsign import CommandSigner, public_hex
 from atm_msg.schemas import Command, MaintResponse
 from atm_tools.mosquitto import find_mosquitto
 from atm_wire.auth import maint_mac  # pyright: ignore[reportUnknownVariableType]
-from atm_wire.messages import COMMAND_BY_NAME, MAINT_TOKEN_FMT
+from atm_wire.messages import MAINT_TOKEN_FMT
+from atm_wire.names import COMMAND_BY_NAME
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties

@@ -48,7 +48,7 @@ from atm_msg.schemas import (
     FleetLimits,
     TxnResult,
 )
-from atm_wire import PROTOCOL_VERSION
+from atm_wire import PROTOCOL_VERSION, names
 from atm_wire import messages as m
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -198,7 +198,7 @@ class Tx:
 
 def _failed(command: str, code: int) -> CommandFailed:
     return CommandFailed(
-        command, code, m.COMPLETION_NAMES[code] if code < len(m.COMPLETION_NAMES) else "?", b""
+        command, code, names.COMPLETION_NAMES[code] if code < len(names.COMPLETION_NAMES) else "?", b""
     )
 
 
@@ -289,7 +289,7 @@ class FakeDispenser:
             raise LinkTimeout(f"{name}: acknowledged but not completed in time; re-query the device")
 
     def _emit(self, name: str, *fields: object) -> None:
-        code = m.EVENT_BY_NAME[name][1]
+        code = names.EVENT_BY_NAME[name][1]
         self._bus.publish(r.Event(name, code, 0, tuple(fields), b""))  # type: ignore[arg-type]
 
     def _finish(self, tx: Tx, status: int, flags: int = 0) -> None:

@@ -21,7 +21,7 @@ from atm_host.link.client import DispenserClient
 from atm_host.link.errors import LinkClosed, LinkError, LinkTimeout, PortError
 from atm_host.link.events import EventCallback
 from atm_host.link.reconnect import LinkDown, ReconnectingDispenser
-from atm_wire import PROTOCOL_VERSION
+from atm_wire import PROTOCOL_VERSION, names
 from atm_wire import messages as m
 
 WAIT_S = 10.0
@@ -130,7 +130,7 @@ class FakeClient:
         return lambda: self.callbacks.remove(callback) if callback in self.callbacks else None
 
     def emit(self, name: str) -> None:
-        code = m.EVENT_BY_NAME[name][1]
+        code = names.EVENT_BY_NAME[name][1]
         for cb in list(self.callbacks):
             cb(r.Event(name, code, 0, (bytes(16), 1), b""))
 

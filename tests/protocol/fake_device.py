@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from atm_host.link import signing as auth
-from atm_wire import PROTOCOL_VERSION
+from atm_wire import PROTOCOL_VERSION, names
 from atm_wire import messages as _m
 from atm_wire.link import TICKS_PERIOD, Link
 
@@ -110,7 +110,7 @@ class FakeDevice:
                 self.lock.acquire()
 
     def event(self, name: str, req_id: int, *fields: Any) -> None:
-        _, code, fmt = m.EVENT_BY_NAME[name]
+        _, code, fmt = names.EVENT_BY_NAME[name]
         self.send(struct.pack("<BH", code, req_id) + struct.pack(fmt, *fields))
 
     def _deliver(self, buf: Any, start: int, end: int) -> None:

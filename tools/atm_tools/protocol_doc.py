@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from atm_wire import messages as m
+from atm_wire import names
 
 
 def _layout(fmt: str) -> str:
@@ -30,7 +31,7 @@ def events_table() -> str:
 
 def completion_table() -> str:
     rows = ["| code | name |", "|---|---|"]
-    for code, name in enumerate(m.COMPLETION_NAMES):
+    for code, name in enumerate(names.COMPLETION_NAMES):
         rows.append(f"| {code} | `{name}` |")
     return "\n".join(rows)
 

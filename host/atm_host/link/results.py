@@ -6,6 +6,7 @@ import struct
 from dataclasses import dataclass
 
 from atm_wire import messages as m
+from atm_wire import names
 
 from atm_host.link.errors import MalformedMessage
 from atm_host.link.wire import Field, unpack
@@ -85,11 +86,11 @@ class Status:
 
     @property
     def state_name(self) -> str:
-        return _name(m.STATE_NAMES, self.state)
+        return _name(names.STATE_NAMES, self.state)
 
     @property
     def shutter_name(self) -> str:
-        return _name(m.SHUTTER_NAMES, self.shutter)
+        return _name(names.SHUTTER_NAMES, self.shutter)
 
     @property
     def provisioned(self) -> bool:
@@ -161,7 +162,7 @@ class CassetteInfo:
 
     @property
     def unit_status_names(self) -> tuple[str, ...]:
-        return tuple(_name(m.UNIT_NAMES, s) for s in self.unit_status)
+        return tuple(_name(names.UNIT_NAMES, s) for s in self.unit_status)
 
 
 def parse_cassettes(fmt: str, data: bytes, what: str) -> CassetteInfo:
@@ -187,7 +188,7 @@ class Report:
 
     @property
     def present_status_name(self) -> str:
-        return _name(m.PRESENT_NAMES, self.present_status)
+        return _name(names.PRESENT_NAMES, self.present_status)
 
     @property
     def final(self) -> bool:

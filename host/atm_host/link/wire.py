@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from atm_wire import messages as m
+from atm_wire import names
 
 from atm_host.link.errors import MalformedMessage
 
@@ -42,7 +43,7 @@ EVENT_BY_NAME: dict[str, EventSpec] = {e.name: e for e in EVENTS}
 
 def completion_name(code: int) -> str:
     """The XFS4IoT-style name of a completion (or acknowledge result) code."""
-    return str(m.completion_name(code))
+    return str(names.completion_name(code))
 
 
 def unpack(fmt: str, data: bytes, what: str) -> tuple[Field, ...]:

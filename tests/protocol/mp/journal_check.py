@@ -174,7 +174,7 @@ def state(jr):
         jr.key,
         jr.epoch,
         tx(jr.open_tx),
-        [tx(t) for t in jr.recent],
+        [tx(j._unpack_done(t)) for t in jr.recent],
         count,
     )
 
