@@ -33,7 +33,10 @@ READ_ONLY = ("hello", "status", "counters", "cassette_info", "get_report", "deno
 OUTQ_MAX = 24  # messages waiting for link window space; the oldest is dropped (and counted) beyond
 LINK_WINDOW = 4
 RX_CHUNK = 256  # bytes taken off the UART per read (the parser runs over them in one viper call)
-DISPENSE_CODE = m.COMMAND_BY_NAME["dispense"][1]
+BUSY_MS = 10  # after a byte arrived the main loop naps 0.2 ms at a time (the host's next frame is due)
+BUSY_NAP_US = 200
+IDLE_NAP_MS = 1  # a quiet line: 1 ms naps (the unix-port sim board's CPU stays low)
+DISPENSE_CODE = [e[1] for e in m.COMMANDS if e[0] == "dispense"][0]
 # Dispense outcomes after which notes may be in the stacker: the completion reports the counts.
 PARTIAL_DISPENSE = (m.INCOMPLETE_DISPENSE, m.JAMMED, m.CASH_UNIT_ERROR, m.DOOR_OPEN)
 
@@ -43,10 +46,6 @@ class App:
         self.board = board
         board.motors_off()
         self._txb = bytearray(MAX_PAYLOAD)  # every message is packed here, then copied by the link
-        self._events = {}
-        for name, code, fmt in m.EVENTS:
-            full = m.HDR + fmt[1:]
-            self._events[name] = (code, full, struct.calcsize(full))
         self.c = {}
         for name in m.COUNTER_NAMES:
             self.c[name] = 0
@@ -63,6 +62,7 @@ class App:
         self._pending = None
         self._busy = False
         self._boot_ms = _ms()
+        self._rx_ms = self._boot_ms  # when the last bytes arrived
         self._heap_peak = 0
 
     # ----- link plumbing ---------------------------------------------------------------------------
@@ -102,15 +102,22 @@ class App:
             n = uart.readinto(self._rx, n if n < RX_CHUNK else RX_CHUNK)
         now = _ms()
         if n:
+            self._rx_ms = now
             self.link.feed(self._rx, n, now)
         self.link.poll(now)
         if self._outq:
             self._flush()
 
     def emit(self, name, *fields):
-        code, fmt, size = self._events[name]
-        struct.pack_into(fmt, self._txb, 0, code, 0, *fields)
-        self._send_buf(size)
+        """Send an event (found by name in atm_wire's table: events are rare, a lookup table would only
+        take heap)."""
+        for ev_name, code, fmt in m.EVENTS:
+            if ev_name == name:
+                struct.pack_into(m.HDR, self._txb, 0, code, 0)
+                struct.pack_into(fmt, self._txb, m.HDR_SIZE, *fields)
+                self._send_buf(m.HDR_SIZE + struct.calcsize(fmt))
+                return
+        raise ValueError(name)
 
     # ----- commands --------------------------------------------------------------------------------
     def _ack(self, req_id, code, result):
@@ -309,4 +316,7 @@ class App:
                 self._sample_heap()
             self.disp.tick()
             if not self.board.uart.any() and self._pending is None:
-                time.sleep_ms(1)
+                if time.ticks_diff(_ms(), self._rx_ms) < BUSY_MS:
+                    time.sleep_us(BUSY_NAP_US)
+                else:
+                    time.sleep_ms(IDLE_NAP_MS)

@@ -538,7 +538,8 @@ class Dispenser:
         mech = self.mech
         tx = jr.open_tx
         t = tx if tx is not None else jr.count
-        assert t is not None
+        if t is None:  # not an assert: the board image is compiled with -O3, which drops them
+            raise ValueError("no transaction to recover")
         self.c["power_recoveries"] += 1
         moved = 0
         stage = t.rstage

@@ -8,7 +8,7 @@ The log uses RAW_BLOCKS erase blocks (layout.py) as a ring. Every flash program 
 page, programmed once after its block was erased, and holds one commit:
 
     offset 0   magic u8      0xA7
-    offset 1   kind u8       K_HEAD (page 0 of a block), K_LOG, K_SNAP, K_SNAP_END
+    offset 1   kind u8       _K_HEAD (page 0 of a block), _K_LOG, _K_SNAP, _K_SNAP_END
     offset 2   nrec u8       records in the page, 0..5
     offset 3   zero u8
     offset 4   bseq u32      sequence number of the block (one more for every block the ring enters)
@@ -16,8 +16,8 @@ page, programmed once after its block was erased, and holds one commit:
                  type u8, flags u8, seqno u16, txid 16s, aux 16s, d0..d3 u16, x u16, zero u16
     then       crc u16       CRC-16/CCITT (atm_wire.crc) over the page up to here, big-endian
 
-A block is entered by erasing it and programming its header page. Every SNAP_EVERY blocks the ring
-enters, a snapshot (the whole state as records, K_SNAP pages ending with K_SNAP_END) is written
+A block is entered by erasing it and programming its header page. Every _SNAP_EVERY blocks the ring
+enters, a snapshot (the whole state as records, _K_SNAP pages ending with _K_SNAP_END) is written
 first; blocks older than the newest complete snapshot are free. At boot the newest complete snapshot
 is replayed, then every log page after it, in block order. A page torn by a power cut fails its CRC
 and is skipped (its intent never became durable, so its motion never began); a page that is not
@@ -38,66 +38,73 @@ from layout import PAGE_SIZE, RAW_BLOCKS
 from micropython import const
 
 _FMT = "<BBH16s16s4HH"
-REC_SIZE = const(48)
+_REC_SIZE = const(48)
 _HDR = const(8)
 _PER_PAGE = const(5)  # records per page: 8 + 5 * 48 + 2 <= 256
 _PAGES = const(16)  # pages per block
 _MAGIC = const(0xA7)
-K_HEAD = const(1)
-K_LOG = const(2)
-K_SNAP = const(3)
-K_SNAP_END = const(4)
-SNAP_EVERY = const(8)  # blocks between snapshots; at most SNAP_EVERY + 1 blocks are ever needed
+_K_HEAD = const(1)
+_K_LOG = const(2)
+_K_SNAP = const(3)
+_K_SNAP_END = const(4)
+_SNAP_EVERY = const(8)  # blocks between snapshots; at most _SNAP_EVERY + 1 blocks are ever needed
 
-REC_CASSETTES = 1  # aux = denominations <4H + counts <4H; data = reject bin, retract bin
-REC_BEGIN = 2  # token accepted: txid, aux = nonce, data = notes requested per cassette
-REC_PICK = 3  # (in memory only) a pick may be under way from tx.current_cassette()
-REC_PICKED = 4  # note(s) of one pick: data = cassette, notes, destination (0 stacker, 1 reject)
-REC_STACKED = 5  # (in memory only) dispense phase over
-REC_PRESENT = 6  # about to open the shutter and present
-REC_PRESENTED = 7  # (in memory only) data[0] = notes in the presenter
-REC_TAKEN = 8  # (in memory only) the customer took the notes; END follows at once
-REC_RETRACT = 9  # about to retract
-REC_RETRACTED = 10  # data[0] = notes counted into the retract bin
-REC_END = 11  # outcome: flags = report flags, data = present status, presented, retracted, rejected
-REC_PURGED = 12  # notes no transaction owns, binned: data = to reject bin, to retract bin, cassette
-REC_REJECTED = 13  # the open transaction's stacker emptied into the reject bin: data[0] = notes
-REC_COUNTED = 14  # a cassette counted into the reject bin: data = cassette, notes
-REC_REJECT = 15  # about to empty the open transaction's stacker into the reject bin (REJECT)
-REC_DIVERTED = 16  # the double pick booked by the last PICKED reached the reject bin
-REC_EMPTY = 17  # data[0] = cassette found empty while dispensing (its count becomes 0)
-REC_SETTLE = 18  # (replayed, no longer written) older boot recovery: d0 notes from cassette d1 and
+REC_CASSETTES = const(1)  # aux = denominations <4H + counts <4H; data = reject bin, retract bin
+REC_BEGIN = const(2)  # token accepted: txid, aux = nonce, data = notes requested per cassette
+REC_PICK = const(3)  # (in memory only) a pick may be under way from tx.current_cassette()
+REC_PICKED = const(4)  # note(s) of one pick: data = cassette, notes, destination (0 stacker, 1 reject)
+REC_STACKED = const(5)  # (in memory only) dispense phase over
+REC_PRESENT = const(6)  # about to open the shutter and present
+REC_PRESENTED = const(7)  # (in memory only) data[0] = notes in the presenter
+REC_TAKEN = const(8)  # (in memory only) the customer took the notes; END follows at once
+REC_RETRACT = const(9)  # about to retract
+REC_RETRACTED = const(10)  # data[0] = notes counted into the retract bin
+REC_END = const(11)  # outcome: flags = report flags, data = present status, presented, retracted, rejected
+REC_PURGED = const(12)  # notes no transaction owns, binned: data = to reject bin, to retract bin, cassette
+REC_REJECTED = const(13)  # the open transaction's stacker emptied into the reject bin: data[0] = notes
+REC_COUNTED = const(14)  # a cassette counted into the reject bin: data = cassette, notes
+REC_REJECT = const(15)  # about to empty the open transaction's stacker into the reject bin (REJECT)
+REC_DIVERTED = const(16)  # the double pick booked by the last PICKED reached the reject bin
+REC_EMPTY = const(17)  # data[0] = cassette found empty while dispensing (its count becomes 0)
+REC_SETTLE = const(18)  # (replayed, no longer written) older boot recovery: d0 notes from cassette d1 and
 #                  d2 booked notes to the reject bin, d3 notes to the retract bin
-REC_KEY = 19  # the device key: txid = bytes 0..15, aux = bytes 16..31
-REC_EPOCH = 20  # the nonce epoch: d0 = low half, d1 = high half
-REC_SNAP_TX = 21  # snapshot of a finished transaction: txid, aux = nonce, data = stacked, flags, x = status
-REC_SNAP_TX2 = 22  # ... its aux = rejected_by <4H, presented, retracted, rejected, 0
-REC_SNAP_OPEN = 23  # snapshot of the open transaction after its BEGIN: aux = stacked <4H + rejected_by
+REC_KEY = const(19)  # the device key: txid = bytes 0..15, aux = bytes 16..31
+REC_EPOCH = const(20)  # the nonce epoch: d0 = low half, d1 = high half
+REC_SNAP_TX = const(
+    21
+)  # snapshot of a finished transaction: txid, aux = nonce, data = stacked, flags, x = status
+REC_SNAP_TX2 = const(22)  # ... its aux = rejected_by <4H, presented, retracted, rejected, 0
+REC_SNAP_OPEN = const(23)  # snapshot of the open transaction after its BEGIN: aux = stacked <4H + rejected_by
 #                     <4H, d0 = rejected, d1 = phase | empty mask << 8, d2 = retracted, d3 = presented,
 #                     flags = last destination | recovery stage << 4, x = last notes | recovery dump << 8
-REC_COUNT = 24  # about to count cassette d0: its notes go into the stacker, then the reject bin
-REC_COUNT_NOTE = 25  # d1 notes of cassette d0 held at the gate, about to go into the stacker (booked
+REC_COUNT = const(24)  # about to count cassette d0: its notes go into the stacker, then the reject bin
+REC_COUNT_NOTE = const(25)  # d1 notes of cassette d0 held at the gate, about to go into the stacker (booked
 #                      into the reject bin now: they end there whatever happens)
-REC_COUNT_DUMPED = 26  # the count's stacker was emptied into the reject bin (d0 notes counted out)
-REC_COUNT_END = 27  # the count of cassette d0 is over; d1 = 1: the cassette was found empty (count 0)
-REC_RECOVER = 28  # boot recovery is about to move the open transaction's (or count's) notes
-REC_RDUMPED = 29  # recovery emptied the stacker: d0 notes counted out; the booked stacked notes are in
+REC_COUNT_DUMPED = const(26)  # the count's stacker was emptied into the reject bin (d0 notes counted out)
+REC_COUNT_END = const(27)  # the count of cassette d0 is over; d1 = 1: the cassette was found empty (count 0)
+REC_RECOVER = const(28)  # boot recovery is about to move the open transaction's (or count's) notes
+REC_RDUMPED = const(29)  # recovery emptied the stacker: d0 notes counted out; the booked stacked notes are in
 #                   the reject bin now (a transaction's are booked there by this record)
-REC_RSTACKED = 30  # recovery ran the path into the empty stacker: d0 notes no record had booked, from
+REC_RSTACKED = const(30)  # recovery ran the path into the empty stacker: d0 notes no record had booked, from
 #                    cassette d1, booked into the reject bin now; d2 notes are in the stacker
-REC_SNAP_COUNT = 31  # snapshot of an open count: d0 cassette, d1 notes in its stacker, d2 last notes,
+REC_SNAP_COUNT = const(31)  # snapshot of an open count: d0 cassette, d1 notes in its stacker, d2 last notes,
 #                      d3 = phase | recovery stage << 8, x = recovery dump
 
 # Recovery stages (Tx.rstage, Count.rstage): what the last recovery record says is done.
-RS_NONE = 0
-RS_MOVING = 1  # RECOVER written: the stacker may be partly emptied, its count is lost
-RS_DUMPED = 2  # RDUMPED written: the stacker was empty; the path may have run into it since
-RS_STACKED = 3  # RSTACKED written: what is in the stacker is booked; empty it, then close
+RS_NONE = const(0)
+RS_MOVING = const(1)  # RECOVER written: the stacker may be partly emptied, its count is lost
+RS_DUMPED = const(2)  # RDUMPED written: the stacker was empty; the path may have run into it since
+RS_STACKED = const(3)  # RSTACKED written: what is in the stacker is booked; empty it, then close
 
-DEST_STACKER = 0
-DEST_REJECT = 1
+DEST_STACKER = const(0)
+DEST_REJECT = const(1)
 
 RECENT_MAX = 16
+# A finished transaction as kept in `recent`: every Tx field in 88 bytes (a Tx object takes ~500 bytes
+# of heap; 16 of them were the firmware's largest live data). txid, nonce, requested, stacked,
+# rejected_by, rejected, presented, taken, retracted, phase, empty, last_n, last_dest, present_status,
+# flags, rstage, rdump.
+_DONE_FMT = "<16s16s4H4H4H4H7BH"
 _ZERO16 = bytes(16)
 
 
@@ -143,12 +150,76 @@ class Tx:
         self.rstage = RS_NONE  # boot recovery's progress (RECOVER, RDUMPED, RSTACKED)
         self.rdump = 0  # notes recovery counted out of the stacker (0xFF: a cut lost the count)
 
+    def pack(self):
+        """The finished transaction as `recent` keeps it (_DONE_FMT)."""
+        q = self.requested
+        s = self.stacked
+        r = self.rejected_by
+        return struct.pack(
+            _DONE_FMT,
+            self.txid,
+            self.nonce,
+            q[0],
+            q[1],
+            q[2],
+            q[3],
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            self.rejected,
+            self.presented,
+            self.taken,
+            self.retracted,
+            self.phase,
+            self.empty,
+            self.last_n,
+            self.last_dest,
+            self.present_status,
+            self.flags,
+            self.rstage,
+            self.rdump,
+        )
+
     def current_cassette(self):
         """The cassette a pick may be under way from (-1: the dispense phase is over)."""
         for c in range(4):
             if self.stacked[c] < self.requested[c] and not self.empty & (1 << c):
                 return c
         return -1
+
+
+def _unpack_done(b):
+    """A Tx again from its packed form (a copy: changing it changes nothing in `recent`)."""
+    v = struct.unpack(_DONE_FMT, b)
+    t = Tx(v[0], v[1], [v[2], v[3], v[4], v[5]])
+    t.stacked = [v[6], v[7], v[8], v[9]]
+    t.rejected_by = [v[10], v[11], v[12], v[13]]
+    t.rejected = v[14]
+    t.presented = v[15]
+    t.taken = v[16]
+    t.retracted = v[17]
+    t.phase = v[18]
+    t.empty = v[19]
+    t.last_n = v[20]
+    t.last_dest = v[21]
+    t.present_status = v[22]
+    t.flags = v[23]
+    t.rstage = v[24]
+    t.rdump = v[25]
+    return t
+
+
+def _txid_is(b, txid):
+    """Whether the packed transaction `b` has this txid (compared in place, nothing allocated)."""
+    for i in range(16):
+        if b[i] != txid[i]:
+            return False
+    return True
 
 
 class Count:
@@ -169,7 +240,7 @@ class Journal:
         self._dev = dev
         self._page = bytearray(PAGE_SIZE)
         self._rd = bytearray(PAGE_SIZE)
-        self._rec = bytearray(REC_SIZE)
+        self._rec = bytearray(_REC_SIZE)
         self._seq = 0
         self._head = -1  # block being appended to
         self._bseq = 0  # its sequence number
@@ -186,7 +257,7 @@ class Journal:
         self.epoch = 0
         self.open_tx = None
         self.count = None  # the open Count, if a COUNT was under way
-        self.recent = []  # finished Tx, newest last
+        self.recent = []  # finished transactions, packed (Tx.pack), newest last
 
     # ----- flash -----------------------------------------------------------------------------------
     def _read_page(self, block, page):
@@ -200,7 +271,7 @@ class Journal:
         n = p[2]
         if n > _PER_PAGE:
             return -1
-        end = _HDR + n * REC_SIZE
+        end = _HDR + n * _REC_SIZE
         if ((p[end] << 8) | p[end + 1]) != crc16(p, 0, end):
             return -1
         return n
@@ -219,7 +290,7 @@ class Journal:
         p[2] = nrec
         p[3] = 0
         struct.pack_into("<I", p, 4, self._bseq)
-        end = _HDR + nrec * REC_SIZE
+        end = _HDR + nrec * _REC_SIZE
         crc = crc16(p, 0, end)
         p[end] = crc >> 8
         p[end + 1] = crc & 0xFF
@@ -234,7 +305,7 @@ class Journal:
         self._head = block
         self._bseq = bseq
         self._next_page = 0
-        self._program(K_HEAD, 0)
+        self._program(_K_HEAD, 0)
 
     def _room(self, pages):
         """Make sure `pages` erased pages follow in the head block (moving on, with a snapshot)."""
@@ -242,7 +313,7 @@ class Journal:
             return
         head = 0 if self._head < 0 else (self._head + 1) % RAW_BLOCKS
         self._enter_block(head, self._bseq + 1)
-        if self._bseq - self._snap_bseq >= SNAP_EVERY:
+        if self._bseq - self._snap_bseq >= _SNAP_EVERY:
             self._write_snapshot()
 
     # ----- writing ---------------------------------------------------------------------------------
@@ -256,7 +327,7 @@ class Journal:
         """One record, one page program; durable when this returns (then applied in memory)."""
         self._room(1)
         self._pack(_HDR, rtype, txid, aux, d0, d1, d2, d3, flags, x)
-        self._program(K_LOG, 1)
+        self._program(_K_LOG, 1)
         self._apply(rtype, flags, txid, aux, d0, d1, d2, d3, x)
 
     def _snapshot_records(self):
@@ -279,7 +350,8 @@ class Journal:
         ]
         if self.key is not None:
             out.append((REC_KEY, self.key[:16], self.key[16:], 0, 0, 0, 0, 0, 0))
-        for tx in self.recent:
+        for packed in self.recent:
+            tx = _unpack_done(packed)
             s = tx.stacked
             r = tx.rejected_by
             out.append((REC_SNAP_TX, tx.txid, tx.nonce, s[0], s[1], s[2], s[3], tx.flags, tx.present_status))
@@ -323,7 +395,7 @@ class Journal:
         return out
 
     def _write_snapshot(self):
-        """The state as K_SNAP pages, the last one K_SNAP_END, at the start of the head block."""
+        """The state as _K_SNAP pages, the last one _K_SNAP_END, at the start of the head block."""
         recs = self._snapshot_records()
         pages = (len(recs) + _PER_PAGE - 1) // _PER_PAGE
         if self._next_page + pages > _PAGES:
@@ -333,9 +405,9 @@ class Journal:
             n = min(_PER_PAGE, len(recs) - i)
             for k in range(n):
                 v = recs[i + k]
-                self._pack(_HDR + k * REC_SIZE, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
+                self._pack(_HDR + k * _REC_SIZE, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8])
             i += n
-            self._program(K_SNAP_END if pg == pages - 1 else K_SNAP, n)
+            self._program(_K_SNAP_END if pg == pages - 1 else _K_SNAP, n)
         self._snap_bseq = self._bseq
 
     def begin(self, txid, nonce, notes):
@@ -343,11 +415,17 @@ class Journal:
 
     def _tx(self):
         tx = self.open_tx
-        assert tx is not None, "no open transaction"
+        if tx is None:  # not an assert: the board image is compiled with -O3, which drops them
+            raise ValueError("no open transaction")
         return tx
 
     def picked(self, cassette, notes, dest):
-        self._append(REC_PICKED, self._tx().txid, d0=cassette, d1=notes, d2=dest)
+        """The per-note record (the dispense loop's hot path: positional arguments, no lookups)."""
+        tx = self._tx()
+        self._room(1)
+        self._pack(_HDR, REC_PICKED, tx.txid, _ZERO16, cassette, notes, dest, 0, 0, 0)
+        self._program(_K_LOG, 1)
+        self._apply_picked(tx, cassette, notes, dest)
 
     def diverted(self):
         self._append(REC_DIVERTED, self._tx().txid)
@@ -496,13 +574,14 @@ class Journal:
             self._remember(t)
             return
         if rtype == REC_SNAP_TX2:
-            t = self.recent[-1] if self.recent else None
+            t = _unpack_done(self.recent[-1]) if self.recent else None
             if t is not None and t.txid == bytes(txid):
                 v = struct.unpack("<8H", aux)
                 t.rejected_by = [v[0], v[1], v[2], v[3]]
                 t.presented = v[4]
                 t.retracted = v[5]
                 t.rejected = v[6]
+                self.recent[-1] = t.pack()
             return
         if tx is None or bytes(txid) != tx.txid:
             return
@@ -525,15 +604,7 @@ class Journal:
             return
         tx.phase = rtype
         if rtype == REC_PICKED:
-            tx.last_n = d1
-            tx.last_dest = d2
-            self.counts[d0] = max(0, self.counts[d0] - d1)
-            if d2 == DEST_STACKER:
-                tx.stacked[d0] += d1
-            else:
-                tx.rejected += d1
-                tx.rejected_by[d0] += d1
-                self.reject_bin += d1
+            self._apply_picked(tx, d0, d1, d2)
         elif rtype == REC_EMPTY:
             self.counts[d0] = 0
             tx.empty |= 1 << d0
@@ -566,6 +637,19 @@ class Journal:
             self.open_tx = None
             self._remember(tx)
 
+    def _apply_picked(self, tx, cassette, notes, dest):
+        tx.phase = REC_PICKED
+        tx.last_n = notes
+        tx.last_dest = dest
+        c = self.counts
+        c[cassette] = max(0, c[cassette] - notes)
+        if dest == DEST_STACKER:
+            tx.stacked[cassette] += notes
+        else:
+            tx.rejected += notes
+            tx.rejected_by[cassette] += notes
+            self.reject_bin += notes
+
     def _recovery(self, t, rtype, d0, d1, d2):
         """A recovery record of the open transaction or count `t`."""
         if rtype == REC_RECOVER:
@@ -591,43 +675,43 @@ class Journal:
 
     def _remember(self, tx):
         for i in range(len(self.recent)):
-            if self.recent[i].txid == tx.txid:
+            if _txid_is(self.recent[i], tx.txid):
                 self.recent.pop(i)
                 break
-        self.recent.append(tx)
+        self.recent.append(tx.pack())
         if len(self.recent) > RECENT_MAX:
             self.recent.pop(0)
 
     def find(self, txid):
         if self.open_tx is not None and self.open_tx.txid == txid:
             return self.open_tx
-        for tx in self.recent:
-            if tx.txid == txid:
-                return tx
+        for packed in self.recent:
+            if _txid_is(packed, txid):
+                return _unpack_done(packed)
         return None
 
     def _replay_page(self, p, n):
         for k in range(n):
-            v = struct.unpack_from(_FMT, p, _HDR + k * REC_SIZE)
+            v = struct.unpack_from(_FMT, p, _HDR + k * _REC_SIZE)
             self._seq = (v[2] + 1) & 0xFFFF
             self._apply(v[0], v[1], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
 
     def _block_seq(self, block):
         """The sequence number of a valid block, or -1."""
         p = self._read_page(block, 0)
-        if self._page_ok(p) != 0 or p[1] != K_HEAD:
+        if self._page_ok(p) != 0 or p[1] != _K_HEAD:
             return -1
         return struct.unpack_from("<I", p, 4)[0]
 
     def _snapshot_end(self, block, bseq):
-        """Pages 1.. of the block hold a complete snapshot: the page after its K_SNAP_END, else 0."""
+        """Pages 1.. of the block hold a complete snapshot: the page after its _K_SNAP_END, else 0."""
         for page in range(1, _PAGES):
             p = self._read_page(block, page)
             if self._page_ok(p) < 0 or struct.unpack_from("<I", p, 4)[0] != bseq:
                 return 0
-            if p[1] == K_SNAP_END:
+            if p[1] == _K_SNAP_END:
                 return page + 1
-            if p[1] != K_SNAP:
+            if p[1] != _K_SNAP:
                 return 0
         return 0
 
@@ -672,7 +756,7 @@ class Journal:
                     continue
                 used = pg + 1
                 kind = p[1]
-                if kind == K_LOG or (i == start and pg < first_page):
+                if kind == _K_LOG or (i == start and pg < first_page):
                     self._replay_page(p, n)
                     replayed += n
             self._head = block

@@ -16,19 +16,19 @@ NO_NOTE = const(1)  # the pick motor ran and no note reached the sensor: cassett
 JAM_SENSOR = const(2)  # a note stayed on the counting sensor
 JAM_TRANSPORT = const(3)  # a released note never reached its bin
 JAM_PRESENTER = const(4)  # the bundle did not reach the presenter
-SHUTTER_FAIL = const(5)  # the shutter did not reach its end switch
-BAD_THICKNESS = const(6)  # the thickness reading is not a whole number of notes
+_SHUTTER_FAIL = const(5)  # the shutter did not reach its end switch
+_BAD_THICKNESS = const(6)  # the thickness reading is not a whole number of notes
 
-PICK_ARRIVE_MS = const(120)  # pick roller to counting sensor
-NOTE_PASS_MS = const(80)  # longest a single note or double pick may cover the sensor
-GATE_TRAVEL_MS = const(3)  # sensor to escrow gate, at belt speed
-DELIVER_MS = const(200)  # gate to bin entry sensor, per note
+_PICK_ARRIVE_MS = const(120)  # pick roller to counting sensor
+_NOTE_PASS_MS = const(80)  # longest a single note or double pick may cover the sensor
+_GATE_TRAVEL_MS = const(3)  # sensor to escrow gate, at belt speed
+_DELIVER_MS = const(200)  # gate to bin entry sensor, per note
 QUIET_MS = const(60)  # no sensor activity this long means the path is empty
-SHUTTER_MS = const(1500)  # shutter end to end
+_SHUTTER_MS = const(1500)  # shutter end to end
 PRESENT_MS = const(1500)  # stacker to presenter
 BUNDLE_MS = const(5000)  # retract or dump a whole bundle of up to 60 notes
-THICKNESS_ONE = const(20000)  # ADC reading for one note (calibrated per note type at install)
-THICKNESS_MIN = const(12000)  # below this the reading is not a note
+_THICKNESS_ONE = const(20000)  # ADC reading for one note (calibrated per note type at install)
+_THICKNESS_MIN = const(12000)  # below this the reading is not a note
 
 
 class Mech:
@@ -88,7 +88,7 @@ class Mech:
         t0 = time.ticks_ms()
         while True:
             # Deadline first, sensor second: a stall between the two can never fake a timeout.
-            expired = time.ticks_diff(time.ticks_ms(), t0) > PICK_ARRIVE_MS
+            expired = time.ticks_diff(time.ticks_ms(), t0) > _PICK_ARRIVE_MS
             if sensor.value() == 1:
                 break
             if expired:
@@ -97,7 +97,7 @@ class Mech:
         pick.value(0)
         t0 = time.ticks_ms()
         while True:
-            expired = time.ticks_diff(time.ticks_ms(), t0) > NOTE_PASS_MS
+            expired = time.ticks_diff(time.ticks_ms(), t0) > _NOTE_PASS_MS
             if sensor.value() == 0:
                 break
             if expired:
@@ -107,12 +107,12 @@ class Mech:
         peak = b.thickness.read_u16()
         self.thickness = peak
         t0 = time.ticks_ms()
-        while time.ticks_diff(time.ticks_ms(), t0) < GATE_TRAVEL_MS:
+        while time.ticks_diff(time.ticks_ms(), t0) < _GATE_TRAVEL_MS:
             self._tick()
         b.transport.value(0)
-        if peak < THICKNESS_MIN:
-            return BAD_THICKNESS
-        self.notes = (peak + THICKNESS_ONE // 2) // THICKNESS_ONE
+        if peak < _THICKNESS_MIN:
+            return _BAD_THICKNESS
+        self.notes = (peak + _THICKNESS_ONE // 2) // _THICKNESS_ONE
         return OK
 
     def deliver(self, to_reject, expected):
@@ -135,7 +135,7 @@ class Mech:
         t0 = time.ticks_ms()
         while self.notes < expected:
             self._tick()
-            expired = time.ticks_diff(time.ticks_ms(), t0) > DELIVER_MS
+            expired = time.ticks_diff(time.ticks_ms(), t0) > _DELIVER_MS
             v = entry.value()
             if v != last:
                 last = v
@@ -148,7 +148,7 @@ class Mech:
         # Wait for the entry sensor to clear, so the next motion starts from rest.
         t0 = time.ticks_ms()
         while True:
-            expired = time.ticks_diff(time.ticks_ms(), t0) > DELIVER_MS
+            expired = time.ticks_diff(time.ticks_ms(), t0) > _DELIVER_MS
             if entry.value() == 0:
                 break
             if expired:
@@ -242,11 +242,11 @@ class Mech:
             motor.value(1)
             t0 = time.ticks_ms()
             while True:
-                expired = time.ticks_diff(time.ticks_ms(), t0) > SHUTTER_MS
+                expired = time.ticks_diff(time.ticks_ms(), t0) > _SHUTTER_MS
                 if end_switch.value() == 1:
                     return OK
                 if expired:
-                    return SHUTTER_FAIL
+                    return _SHUTTER_FAIL
                 self._tick()
         finally:
             micropython.heap_unlock()
