@@ -28,6 +28,7 @@ def _make_table():
 
 TABLE = _make_table()  # the same values as atm_wire.crc's table on CPython (tests/protocol/mp)
 _T16 = TABLE
+del _make_table  # built once: its code need not stay on the heap
 
 
 @micropython.viper

@@ -209,10 +209,10 @@ class Link:
     def feed(self, data: "bytes | bytearray | memoryview", n: int, now: int) -> None:
         """Consume bytes read from the port."""
         self._now = now
-        if self.parser.have and ticks_diff(now, self._last_rx) > IDLE_RESYNC_MS:
+        parser = self.parser
+        if ((now - self._last_rx + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF > IDLE_RESYNC_MS and parser.have:
             self.idle_flush(now)
         self._last_rx = now
-        parser = self.parser
         parser.feed(data, n, self._on_frame)
         if self._ack_owed and self.ack_delay == 0:
             self._send_control(0)  # one acknowledgement for what this read delivered and no answer carried
@@ -236,11 +236,48 @@ class Link:
         self.parser.errors_pending = False
 
     def _on_frame(self, buf: bytearray, length: int) -> None:
-        now = self._now
-        seq = buf[1]
-        ack = buf[2]
+        """One good frame (the hot path of the firmware: arithmetic inline, few calls)."""
         flags = buf[3]
         self.rx_frames += 1
+        if flags & (FLAG_SYN | FLAG_SYNACK):
+            self._on_sync(flags)
+            return
+        if not self.connected:
+            return
+        now = self._now
+        base = self._base
+        acked = ((buf[2] - base + 128) & 0xFF) - 128
+        if acked:
+            if acked < 0 or acked > ((self._next - base) & 0xFF):
+                # The peer acknowledges frames we never sent, or takes back acknowledged ones: it
+                # restarted.
+                self._resync(now)
+                return
+            self._process_ack(buf[2], now)
+        if flags & FLAG_NAK and self._next != self._base:
+            # Resend at once, but at most once per RTT so a burst of NAKs does not cause a storm.
+            if ticks_diff(now, self._last_nak_resend) >= max(self.srtt, RTO_MIN):
+                self._last_nak_resend = now
+                self._resend_from_base(now)
+        if not flags & FLAG_DATA:
+            return
+        d = ((buf[1] - self._expect + 128) & 0xFF) - 128
+        if d == 0:
+            self._expect = (self._expect + 1) & 0xFF
+            if not self._ack_owed:
+                self._ack_owed = True
+                self._ack_since = now
+            self._deliver(buf, HEADER, length - 3)
+        elif d < 0:
+            self.duplicates += 1
+            self._owe_ack(now)  # our ACK was lost: repeat it
+        else:
+            self.out_of_order += 1
+            self._send_control(FLAG_NAK)
+
+    def _on_sync(self, flags: int) -> None:
+        """A SYN or SYNACK frame."""
+        now = self._now
         if flags & FLAG_SYN:
             # The peer restarted (or is connecting): restart both directions and confirm.
             self._reset_state()
@@ -263,32 +300,6 @@ class Link:
                 # A SYNACK we never asked for: someone else's SYN reset the peer's sequence numbers.
                 self._resync(now)
             return
-        if not self.connected:
-            return
-        acked = seq_diff(ack, self._base)
-        if acked < 0 or acked > self.in_flight():
-            # The peer acknowledges frames we never sent, or takes back acknowledged ones: it restarted.
-            self._resync(now)
-            return
-        self._process_ack(ack, now)
-        if flags & FLAG_NAK and self.in_flight():
-            # Resend at once, but at most once per RTT so a burst of NAKs does not cause a storm.
-            if ticks_diff(now, self._last_nak_resend) >= max(self.srtt, RTO_MIN):
-                self._last_nak_resend = now
-                self._resend_from_base(now)
-        if not flags & FLAG_DATA:
-            return
-        d = seq_diff(seq, self._expect)
-        if d == 0:
-            self._expect = (self._expect + 1) & 0xFF
-            self._owe_ack(now)
-            self._deliver(buf, HEADER, length - 3)
-        elif d < 0:
-            self.duplicates += 1
-            self._owe_ack(now)  # our ACK was lost: repeat it
-        else:
-            self.out_of_order += 1
-            self._send_control(FLAG_NAK)
 
     def _owe_ack(self, now: int) -> None:
         if not self._ack_owed:
@@ -296,14 +307,16 @@ class Link:
             self._ack_since = now
 
     def _process_ack(self, ack: int, now: int) -> None:
-        acked = seq_diff(ack, self._base)
-        if acked <= 0 or acked > self.in_flight():
-            return
-        while self._base != ack:
-            slot = self._base % self.window
-            if not self._slot_retx[slot]:
-                self._sample_rtt(ticks_diff(now, self._slot_sent[slot]))
-            self._base = (self._base + 1) & 0xFF
+        """Frames up to `ack` arrived (the caller checked that ack lies in (base, next])."""
+        base = self._base
+        mask = self._slot_mask
+        retx = self._slot_retx
+        while base != ack:
+            slot = base & mask
+            if not retx[slot]:
+                self._sample_rtt(((now - self._slot_sent[slot] + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF)
+            base = (base + 1) & 0xFF
+        self._base = base
         self._timer_start = now
         if self.srtt >= 0:
             # Progress: forget the back-off (RFC 9002 style), or Karn's rule could pin the timer at
