@@ -1,8 +1,10 @@
-"""The firmware's main loop: link service, command dispatch (acknowledge then completion), events.
+"""The firmware's main loop: link service, command dispatch (acknowledge, completion), events.
 
-Commands arrive through atm_wire.link; each is acknowledged at once. Read-only commands complete at
-once; a motion command is queued and run from the main loop, during which further motion commands
-are refused with BUSY while read-only ones still complete. Nothing here touches a pin.
+Commands arrive through atm_wire.link. A read-only command completes at once, and its completion is
+its only answer (it says the command was taken). A motion command is acknowledged at once, queued
+and run from the main loop, during which further motion commands are refused with BUSY while
+read-only ones still complete. A refused command gets an acknowledge with the reason and no
+completion. Nothing here touches a pin.
 """
 
 import gc
@@ -17,6 +19,7 @@ from atm_wire import PROTOCOL_VERSION
 from atm_wire import messages as m
 from atm_wire.frame import MAX_PAYLOAD
 from atm_wire.link import Link
+from micropython import const
 
 FW_VERSION = (1, 0, 0)
 
@@ -30,12 +33,13 @@ CAPABILITIES = (
     m.CAP_E2E_TOKEN | m.CAP_SHUTTER | m.CAP_RETRACT | m.CAP_DOUBLE_PICK_DETECT | m.CAP_POWER_SAFE_JOURNAL
 )
 READ_ONLY = ("hello", "status", "counters", "cassette_info", "get_report", "denominate")
-OUTQ_MAX = 24  # messages waiting for link window space; the oldest is dropped (and counted) beyond
-LINK_WINDOW = 4
-RX_CHUNK = 256  # bytes taken off the UART per read (the parser runs over them in one viper call)
-BUSY_MS = 10  # after a byte arrived the main loop naps 0.2 ms at a time (the host's next frame is due)
-BUSY_NAP_US = 200
-IDLE_NAP_MS = 1  # a quiet line: 1 ms naps (the unix-port sim board's CPU stays low)
+_OUTQ_MAX = const(24)  # messages waiting for link window space; the oldest is dropped (and counted) beyond
+_LINK_WINDOW = const(4)
+_RX_CHUNK = const(256)  # bytes taken off the UART per read (the parser runs over them in one viper call)
+# After a byte arrived the main loop naps 0.2 ms at a time for 10 ms (the host's next frame is due).
+_BUSY_MS = const(10)
+_BUSY_NAP_US = const(200)
+_IDLE_NAP_MS = const(1)  # a quiet line: 1 ms naps (the unix-port sim board's CPU stays low)
 DISPENSE_CODE = [e[1] for e in m.COMMANDS if e[0] == "dispense"][0]
 # Dispense outcomes after which notes may be in the stacker: the completion reports the counts.
 PARTIAL_DISPENSE = (m.INCOMPLETE_DISPENSE, m.JAMMED, m.CASH_UNIT_ERROR, m.DOOR_OPEN)
@@ -56,13 +60,14 @@ class App:
         self.sec = sc.Security(board.device_id, self.jr)
         self.mech = mc.Mech(board, board.wdt.feed)
         self.disp = dsp.Dispenser(self.mech, self.jr, self.sec, self.emit, self.service, self.c)
-        self.link = Link(self._write, self._deliver, LINK_WINDOW, self._on_link_reset)
-        self._rx = bytearray(RX_CHUNK)
+        self.link = Link(self._write, self._deliver, _LINK_WINDOW, self._on_link_reset)
+        self._rx = bytearray(_RX_CHUNK)
         self._outq = []
         self._pending = None
         self._busy = False
         self._boot_ms = _ms()
         self._rx_ms = self._boot_ms  # when the last bytes arrived
+        self._tick_ms = self._boot_ms  # the millisecond of the last dispenser tick
         self._heap_peak = 0
 
     # ----- link plumbing ---------------------------------------------------------------------------
@@ -75,7 +80,7 @@ class App:
     def _send(self, payload):
         if not self._outq and self.link.send(payload, len(payload), _ms()):
             return
-        if len(self._outq) >= OUTQ_MAX:
+        if len(self._outq) >= _OUTQ_MAX:
             self._outq.pop(0)  # the host re-reads state (STATUS, GET_REPORT): the journal is the truth
         self._outq.append(payload)
 
@@ -99,7 +104,7 @@ class App:
         if n:
             # Only what is there: readinto(buf) alone waits (timeout_char) for the buffer to fill,
             # 1.7-3 ms per call on the rp2 port at 115200 (docs/emulator.md).
-            n = uart.readinto(self._rx, n if n < RX_CHUNK else RX_CHUNK)
+            n = uart.readinto(self._rx, n if n < _RX_CHUNK else _RX_CHUNK)
         now = _ms()
         if n:
             self._rx_ms = now
@@ -150,8 +155,7 @@ class App:
             return
         args = struct.unpack_from(entry[2], buf, start + m.HDR_SIZE)
         if entry[0] in READ_ONLY:
-            self._ack(req_id, code, m.SUCCESS)
-            self._execute(entry, req_id, args)
+            self._execute(entry, req_id, args)  # the completion is the only answer (docs/protocol.md)
         elif self._pending is not None or self._busy:
             self._ack(req_id, code, m.BUSY)
         else:
@@ -164,7 +168,12 @@ class App:
         result = m.SUCCESS
         fields = ()
         try:
-            if name == "hello":
+            # The commands a host polls come first: each test below costs a comparison on the chip.
+            if name == "status":
+                fields = self._status()
+            elif name == "cassette_info":
+                fields = d.cassette_info()
+            elif name == "hello":
                 fields = (
                     PROTOCOL_VERSION,
                     FW_VERSION[0],
@@ -178,8 +187,6 @@ class App:
                     d.retract_timeout_ms,
                     dsp.MAX_NOTES,  # the one declaration of the presenter capacity: the host reads it here
                 )
-            elif name == "status":
-                fields = self._status()
             elif name == "get_nonce":
                 if not self.sec.provisioned:
                     result = m.NOT_PROVISIONED
@@ -212,8 +219,6 @@ class App:
                 result = d.open_shutter(entry[1], args[0], args[1], args[2])
             elif name == "close_shutter":
                 result = d.shutter(False)
-            elif name == "cassette_info":
-                fields = d.cassette_info()
             elif name == "replenish":
                 result = d.replenish(args[0], args[1], args[2:6], args[6:10], args[10])
                 fields = d.cassette_info()
@@ -314,9 +319,12 @@ class App:
                 finally:
                     self._busy = False
                 self._sample_heap()
-            self.disp.tick()
+            now = _ms()
+            if now != self._tick_ms:  # once per millisecond is often enough for timeouts and sensors
+                self._tick_ms = now
+                self.disp.tick()
             if not self.board.uart.any() and self._pending is None:
-                if time.ticks_diff(_ms(), self._rx_ms) < BUSY_MS:
-                    time.sleep_us(BUSY_NAP_US)
+                if time.ticks_diff(_ms(), self._rx_ms) < _BUSY_MS:
+                    time.sleep_us(_BUSY_NAP_US)
                 else:
-                    time.sleep_ms(IDLE_NAP_MS)
+                    time.sleep_ms(_IDLE_NAP_MS)
