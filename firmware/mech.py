@@ -71,7 +71,11 @@ class Mech:
             return self._pick_locked(cassette)
         finally:
             micropython.heap_unlock()
-            self.all_off()
+            # Off whatever this primitive may have started (the per-note path: two pin writes, not
+            # the twelve of all_off, which the dispenser's fault paths still use).
+            b = self.b
+            b.pick[cassette].value(0)
+            b.transport.value(0)
 
     def _pick_locked(self, cassette):
         b = self.b
@@ -122,7 +126,9 @@ class Mech:
             return self._deliver_locked(to_reject, expected)
         finally:
             micropython.heap_unlock()
-            self.all_off()
+            b = self.b
+            (b.gate_reject if to_reject else b.gate_stacker).value(0)
+            b.transport.value(0)
 
     def _deliver_locked(self, to_reject, expected):
         b = self.b

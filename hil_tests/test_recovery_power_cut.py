@@ -18,10 +18,12 @@ from atm_wire import messages as m
 from hil_tests.rig import Rig, make_rig, recover_after_cut
 
 NOTES = (2, 1, 0, 0)
-# Pin writes of one single-note pick (thickness hold 2, transport, pick on and off, transport off, all
-# 12 motors off) and of its delivery (gate, transport, all 12 off): the first cut is the last pin write
-# of the third pick, its note resting at the gate.
-FIRST_CUT = 2 * (18 + 14) + 18
+# Pin writes of one single-note pick (thickness hold 2, transport, pick on and off, transport off, then
+# pick and transport off again on the way out) and of its delivery (gate, transport, both off again):
+# the first cut is the last pin write of the third pick, its note resting at the gate.
+PICK_PINS = 8
+DELIVER_PINS = 4
+FIRST_CUT = 2 * (PICK_PINS + DELIVER_PINS) + PICK_PINS
 LOAD = [2000, 2000, 2000, 2000]
 
 
