@@ -15,13 +15,13 @@ from atm_wire import messages as m
 from micropython import const
 
 MAX_NOTES = 60  # presenter capacity: a bundle thicker than this jams the shutter
-PICK_RETRIES = 3  # failed picks in a row before a cassette is declared empty
-LOW_THRESHOLD = 20  # notes left in a cassette that raise a "low" threshold event
-RETRACT_TIMEOUT_DEFAULT = 30_000
-RETRACT_TIMEOUT_MIN = 1_000
-RETRACT_TIMEOUT_MAX = 120_000
-GUARD_POLL_MS = 100  # door and tamper switches: an alarm within 0.1 s is plenty, and costs two reads
-COUNT_BATCH = 50  # a count empties the stacker into the reject bin every this many notes
+_PICK_RETRIES = const(3)  # failed picks in a row before a cassette is declared empty
+_LOW_THRESHOLD = const(20)  # notes left in a cassette that raise a "low" threshold event
+_RETRACT_TIMEOUT_DEFAULT = const(30_000)
+_RETRACT_TIMEOUT_MIN = const(1_000)
+_RETRACT_TIMEOUT_MAX = const(120_000)
+_GUARD_POLL_MS = const(100)  # door and tamper switches: an alarm within 0.1 s is plenty, and costs two reads
+_COUNT_BATCH = const(50)  # a count empties the stacker into the reject bin every this many notes
 _QUIET_POLLS = const(20)  # sensor polls with nothing seen, on top of QUIET_MS, before the path is quiet
 # Phases of the open transaction in which nothing has gone towards the customer: recovery runs every
 # note of it into the reject bin, the stacker first (see _recover_moving).
@@ -38,7 +38,7 @@ class Dispenser:
         self.c = counters
         self.state = m.STATE_IDLE
         self.fault = 0
-        self.retract_timeout_ms = RETRACT_TIMEOUT_DEFAULT
+        self.retract_timeout_ms = _RETRACT_TIMEOUT_DEFAULT
         self._presented_at = 0
         self._guard_at = 0
         self._guard = 0  # last seen door (bit 0) and tamper (bit 1) state
@@ -63,7 +63,7 @@ class Dispenser:
             if self.jr.denoms[c] == 0:
                 new = m.UNIT_MISSING  # no cassette configured in this slot
             else:
-                new = m.UNIT_EMPTY if n == 0 else (m.UNIT_LOW if n <= LOW_THRESHOLD else m.UNIT_OK)
+                new = m.UNIT_EMPTY if n == 0 else (m.UNIT_LOW if n <= _LOW_THRESHOLD else m.UNIT_OK)
             if new != old:
                 self.unit_status[c] = new
                 if new != m.UNIT_OK:
@@ -192,7 +192,7 @@ class Dispenser:
                 code = mech.pick_to_gate(c)
                 if code == mc.NO_NOTE:
                     fails += 1
-                    if fails >= PICK_RETRIES:
+                    if fails >= _PICK_RETRIES:
                         # The cassette is physically empty whatever its counter says.
                         jr.empty(c)
                         self._update_units()
@@ -297,7 +297,7 @@ class Dispenser:
     def _watch_guard(self):
         """Raise a tamper event on every change of the safe door or the tamper loop (checked every 100 ms)."""
         now = time.ticks_ms()
-        if time.ticks_diff(now, self._guard_at) < GUARD_POLL_MS:
+        if time.ticks_diff(now, self._guard_at) < _GUARD_POLL_MS:
             return
         self._guard_at = now
         door = 1 if self.mech.door_open() else 0
@@ -347,7 +347,7 @@ class Dispenser:
         """Count a cassette by moving all its notes into the reject bin (maintenance token).
 
         The notes go through the stacker: each pick is booked (one record) while it waits at the
-        gate, then stacked; the stacker is emptied into the reject bin every COUNT_BATCH notes and at
+        gate, then stacked; the stacker is emptied into the reject bin every _COUNT_BATCH notes and at
         the end. A power cut at any instant is settled at boot like a dispense (recover())."""
         if self.state != m.STATE_IDLE:
             return m.SEQUENCE_ERROR, 0
@@ -362,7 +362,7 @@ class Dispenser:
         jr.count_begin(cassette)
         k = jr.count
         fails = 0
-        while fails < PICK_RETRIES:
+        while fails < _PICK_RETRIES:
             self._service()
             code = mech.pick_to_gate(cassette)
             if code == mc.NO_NOTE:
@@ -377,7 +377,7 @@ class Dispenser:
             if mech.deliver(False, n) != mc.OK:
                 self._safe(m.JAMMED)
                 return m.JAMMED, k.total
-            if k.stacked >= COUNT_BATCH:
+            if k.stacked >= _COUNT_BATCH:
                 if mech.dump_stacker() != mc.OK:
                     self._safe(m.JAMMED)
                     return m.JAMMED, k.total
@@ -434,7 +434,7 @@ class Dispenser:
         """Open to the host (it sets it after every boot), but never while a bundle waits to be taken."""
         if self.state in (m.STATE_STACKED, m.STATE_PRESENTING, m.STATE_PRESENTED):
             return m.SEQUENCE_ERROR
-        if ms < RETRACT_TIMEOUT_MIN or ms > RETRACT_TIMEOUT_MAX:
+        if ms < _RETRACT_TIMEOUT_MIN or ms > _RETRACT_TIMEOUT_MAX:
             return m.INVALID_DATA
         self.retract_timeout_ms = ms
         return m.SUCCESS

@@ -49,9 +49,9 @@ _K_SNAP = const(3)
 _K_SNAP_END = const(4)
 _SNAP_EVERY = const(8)  # blocks between snapshots; at most _SNAP_EVERY + 1 blocks are ever needed
 
-REC_CASSETTES = const(1)  # aux = denominations <4H + counts <4H; data = reject bin, retract bin
+_REC_CASSETTES = const(1)  # aux = denominations <4H + counts <4H; data = reject bin, retract bin
 REC_BEGIN = const(2)  # token accepted: txid, aux = nonce, data = notes requested per cassette
-REC_PICK = const(3)  # (in memory only) a pick may be under way from tx.current_cassette()
+_REC_PICK = const(3)  # (in memory only) a pick may be under way from tx.current_cassette()
 REC_PICKED = const(4)  # note(s) of one pick: data = cassette, notes, destination (0 stacker, 1 reject)
 REC_STACKED = const(5)  # (in memory only) dispense phase over
 REC_PRESENT = const(6)  # about to open the shutter and present
@@ -59,47 +59,51 @@ REC_PRESENTED = const(7)  # (in memory only) data[0] = notes in the presenter
 REC_TAKEN = const(8)  # (in memory only) the customer took the notes; END follows at once
 REC_RETRACT = const(9)  # about to retract
 REC_RETRACTED = const(10)  # data[0] = notes counted into the retract bin
-REC_END = const(11)  # outcome: flags = report flags, data = present status, presented, retracted, rejected
-REC_PURGED = const(12)  # notes no transaction owns, binned: data = to reject bin, to retract bin, cassette
+_REC_END = const(11)  # outcome: flags = report flags, data = present status, presented, retracted, rejected
+_REC_PURGED = const(12)  # notes no transaction owns, binned: data = to reject bin, to retract bin, cassette
 REC_REJECTED = const(13)  # the open transaction's stacker emptied into the reject bin: data[0] = notes
-REC_COUNTED = const(14)  # a cassette counted into the reject bin: data = cassette, notes
+_REC_COUNTED = const(14)  # a cassette counted into the reject bin: data = cassette, notes
 REC_REJECT = const(15)  # about to empty the open transaction's stacker into the reject bin (REJECT)
 REC_DIVERTED = const(16)  # the double pick booked by the last PICKED reached the reject bin
 REC_EMPTY = const(17)  # data[0] = cassette found empty while dispensing (its count becomes 0)
-REC_SETTLE = const(18)  # (replayed, no longer written) older boot recovery: d0 notes from cassette d1 and
+_REC_SETTLE = const(18)  # (replayed, no longer written) older boot recovery: d0 notes from cassette d1 and
 #                  d2 booked notes to the reject bin, d3 notes to the retract bin
-REC_KEY = const(19)  # the device key: txid = bytes 0..15, aux = bytes 16..31
-REC_EPOCH = const(20)  # the nonce epoch: d0 = low half, d1 = high half
-REC_SNAP_TX = const(
+_REC_KEY = const(19)  # the device key: txid = bytes 0..15, aux = bytes 16..31
+_REC_EPOCH = const(20)  # the nonce epoch: d0 = low half, d1 = high half
+_REC_SNAP_TX = const(
     21
 )  # snapshot of a finished transaction: txid, aux = nonce, data = stacked, flags, x = status
-REC_SNAP_TX2 = const(22)  # ... its aux = rejected_by <4H, presented, retracted, rejected, 0
-REC_SNAP_OPEN = const(23)  # snapshot of the open transaction after its BEGIN: aux = stacked <4H + rejected_by
+_REC_SNAP_TX2 = const(22)  # ... its aux = rejected_by <4H, presented, retracted, rejected, 0
+_REC_SNAP_OPEN = const(
+    23
+)  # snapshot of the open transaction after its BEGIN: aux = stacked <4H + rejected_by
 #                     <4H, d0 = rejected, d1 = phase | empty mask << 8, d2 = retracted, d3 = presented,
 #                     flags = last destination | recovery stage << 4, x = last notes | recovery dump << 8
-REC_COUNT = const(24)  # about to count cassette d0: its notes go into the stacker, then the reject bin
+_REC_COUNT = const(24)  # about to count cassette d0: its notes go into the stacker, then the reject bin
 REC_COUNT_NOTE = const(25)  # d1 notes of cassette d0 held at the gate, about to go into the stacker (booked
 #                      into the reject bin now: they end there whatever happens)
-REC_COUNT_DUMPED = const(26)  # the count's stacker was emptied into the reject bin (d0 notes counted out)
-REC_COUNT_END = const(27)  # the count of cassette d0 is over; d1 = 1: the cassette was found empty (count 0)
-REC_RECOVER = const(28)  # boot recovery is about to move the open transaction's (or count's) notes
-REC_RDUMPED = const(29)  # recovery emptied the stacker: d0 notes counted out; the booked stacked notes are in
+_REC_COUNT_DUMPED = const(26)  # the count's stacker was emptied into the reject bin (d0 notes counted out)
+_REC_COUNT_END = const(27)  # the count of cassette d0 is over; d1 = 1: the cassette was found empty (count 0)
+_REC_RECOVER = const(28)  # boot recovery is about to move the open transaction's (or count's) notes
+_REC_RDUMPED = const(
+    29
+)  # recovery emptied the stacker: d0 notes counted out; the booked stacked notes are in
 #                   the reject bin now (a transaction's are booked there by this record)
-REC_RSTACKED = const(30)  # recovery ran the path into the empty stacker: d0 notes no record had booked, from
+_REC_RSTACKED = const(30)  # recovery ran the path into the empty stacker: d0 notes no record had booked, from
 #                    cassette d1, booked into the reject bin now; d2 notes are in the stacker
-REC_SNAP_COUNT = const(31)  # snapshot of an open count: d0 cassette, d1 notes in its stacker, d2 last notes,
+_REC_SNAP_COUNT = const(31)  # snapshot of an open count: d0 cassette, d1 notes in its stacker, d2 last notes,
 #                      d3 = phase | recovery stage << 8, x = recovery dump
 
 # Recovery stages (Tx.rstage, Count.rstage): what the last recovery record says is done.
 RS_NONE = const(0)
-RS_MOVING = const(1)  # RECOVER written: the stacker may be partly emptied, its count is lost
+_RS_MOVING = const(1)  # RECOVER written: the stacker may be partly emptied, its count is lost
 RS_DUMPED = const(2)  # RDUMPED written: the stacker was empty; the path may have run into it since
 RS_STACKED = const(3)  # RSTACKED written: what is in the stacker is booked; empty it, then close
 
 DEST_STACKER = const(0)
 DEST_REJECT = const(1)
 
-RECENT_MAX = 16
+_RECENT_MAX = const(16)
 # A finished transaction as kept in `recent`: every Tx field in 88 bytes (a Tx object takes ~500 bytes
 # of heap; 16 of them were the firmware's largest live data). txid, nonce, requested, stacked,
 # rejected_by, rejected, presented, taken, retracted, phase, empty, last_n, last_dest, present_status,
@@ -229,7 +233,7 @@ class Count:
         self.cassette = cassette
         self.stacked = 0  # notes of this count in the stacker since its last dump (all booked)
         self.last_n = 0  # notes of the last COUNT_NOTE (they may still be at the gate)
-        self.phase = REC_COUNT
+        self.phase = _REC_COUNT
         self.total = 0  # notes counted since the count began (this boot's answer)
         self.rstage = RS_NONE
         self.rdump = 0
@@ -336,7 +340,7 @@ class Journal:
         c = self.counts
         out = [
             (
-                REC_CASSETTES,
+                _REC_CASSETTES,
                 _ZERO16,
                 struct.pack("<4H4H", d[0], d[1], d[2], d[3], c[0], c[1], c[2], c[3]),
                 self.reject_bin & 0xFFFF,
@@ -346,17 +350,17 @@ class Journal:
                 0,
                 0,
             ),
-            (REC_EPOCH, _ZERO16, _ZERO16, self.epoch & 0xFFFF, self.epoch >> 16, 0, 0, 0, 0),
+            (_REC_EPOCH, _ZERO16, _ZERO16, self.epoch & 0xFFFF, self.epoch >> 16, 0, 0, 0, 0),
         ]
         if self.key is not None:
-            out.append((REC_KEY, self.key[:16], self.key[16:], 0, 0, 0, 0, 0, 0))
+            out.append((_REC_KEY, self.key[:16], self.key[16:], 0, 0, 0, 0, 0, 0))
         for packed in self.recent:
             tx = _unpack_done(packed)
             s = tx.stacked
             r = tx.rejected_by
-            out.append((REC_SNAP_TX, tx.txid, tx.nonce, s[0], s[1], s[2], s[3], tx.flags, tx.present_status))
+            out.append((_REC_SNAP_TX, tx.txid, tx.nonce, s[0], s[1], s[2], s[3], tx.flags, tx.present_status))
             aux = struct.pack("<8H", r[0], r[1], r[2], r[3], tx.presented, tx.retracted, tx.rejected, 0)
-            out.append((REC_SNAP_TX2, tx.txid, aux, 0, 0, 0, 0, 0, 0))
+            out.append((_REC_SNAP_TX2, tx.txid, aux, 0, 0, 0, 0, 0, 0))
         tx = self.open_tx
         if tx is not None:
             q = tx.requested
@@ -366,7 +370,7 @@ class Journal:
             aux = struct.pack("<8H", s[0], s[1], s[2], s[3], r[0], r[1], r[2], r[3])
             out.append(
                 (
-                    REC_SNAP_OPEN,
+                    _REC_SNAP_OPEN,
                     tx.txid,
                     aux,
                     tx.rejected,
@@ -381,7 +385,7 @@ class Journal:
         if k is not None:
             out.append(
                 (
-                    REC_SNAP_COUNT,
+                    _REC_SNAP_COUNT,
                     _ZERO16,
                     _ZERO16,
                     k.cassette,
@@ -448,29 +452,35 @@ class Journal:
     def end(self, present_status, flags):
         tx = self._tx()
         self._append(
-            REC_END, tx.txid, d0=present_status, d1=tx.presented, d2=tx.retracted, d3=tx.rejected, flags=flags
+            _REC_END,
+            tx.txid,
+            d0=present_status,
+            d1=tx.presented,
+            d2=tx.retracted,
+            d3=tx.rejected,
+            flags=flags,
         )
 
     def purged(self, to_reject, to_retract, cassette=0xFF):
-        self._append(REC_PURGED, d0=to_reject, d1=to_retract, d2=cassette)
+        self._append(_REC_PURGED, d0=to_reject, d1=to_retract, d2=cassette)
 
     def settle(self, from_cassette, cassette, booked, retracted):
-        self._append(REC_SETTLE, self._tx().txid, d0=from_cassette, d1=cassette, d2=booked, d3=retracted)
+        self._append(_REC_SETTLE, self._tx().txid, d0=from_cassette, d1=cassette, d2=booked, d3=retracted)
 
     def rejected(self, notes):
         self._append(REC_REJECTED, self._tx().txid, d0=notes)
 
     def count_begin(self, cassette):
-        self._append(REC_COUNT, d0=cassette)
+        self._append(_REC_COUNT, d0=cassette)
 
     def count_note(self, cassette, notes):
         self._append(REC_COUNT_NOTE, d0=cassette, d1=notes)
 
     def count_dumped(self, notes):
-        self._append(REC_COUNT_DUMPED, d0=notes)
+        self._append(_REC_COUNT_DUMPED, d0=notes)
 
     def count_end(self, cassette, found_empty):
-        self._append(REC_COUNT_END, d0=cassette, d1=1 if found_empty else 0)
+        self._append(_REC_COUNT_END, d0=cassette, d1=1 if found_empty else 0)
 
     def _recovery_id(self):
         tx = self.open_tx
@@ -478,27 +488,27 @@ class Journal:
 
     def recover(self):
         """Recovery of the open transaction (or else the open count) is about to move notes."""
-        self._append(REC_RECOVER, self._recovery_id())
+        self._append(_REC_RECOVER, self._recovery_id())
 
     def rdumped(self, notes):
-        self._append(REC_RDUMPED, self._recovery_id(), d0=notes)
+        self._append(_REC_RDUMPED, self._recovery_id(), d0=notes)
 
     def rstacked(self, unbooked, cassette, in_stacker):
-        self._append(REC_RSTACKED, self._recovery_id(), d0=unbooked, d1=cassette, d2=in_stacker)
+        self._append(_REC_RSTACKED, self._recovery_id(), d0=unbooked, d1=cassette, d2=in_stacker)
 
     def set_cassettes(self, denoms, counts):
         d = denoms
         c = counts
         aux = struct.pack("<4H4H", d[0], d[1], d[2], d[3], c[0], c[1], c[2], c[3])
-        self._append(REC_CASSETTES, aux=aux, d0=self.reject_bin & 0xFFFF, d1=self.retract_bin & 0xFFFF)
+        self._append(_REC_CASSETTES, aux=aux, d0=self.reject_bin & 0xFFFF, d1=self.retract_bin & 0xFFFF)
 
     def set_key(self, key):
-        self._append(REC_KEY, key[:16], key[16:])
+        self._append(_REC_KEY, key[:16], key[16:])
 
     def next_epoch(self):
         """Raise the nonce epoch and make it durable before any nonce of it is issued."""
         e = self.epoch + 1
-        self._append(REC_EPOCH, d0=e & 0xFFFF, d1=e >> 16)
+        self._append(_REC_EPOCH, d0=e & 0xFFFF, d1=e >> 16)
         return e
 
     def maybe_compact(self):
@@ -507,7 +517,7 @@ class Journal:
     # ----- replay ----------------------------------------------------------------------------------
     def _apply(self, rtype, flags, txid, aux, d0, d1, d2, d3, x):
         tx = self.open_tx
-        if rtype == REC_CASSETTES:
+        if rtype == _REC_CASSETTES:
             v = struct.unpack("<4H4H", aux)
             for i in range(4):
                 self.denoms[i] = v[i]
@@ -515,21 +525,21 @@ class Journal:
             self.reject_bin = d0
             self.retract_bin = d1
             return
-        if rtype == REC_PURGED:
+        if rtype == _REC_PURGED:
             self.reject_bin += d0
             self.retract_bin += d1
             if d2 < 4:
                 self.counts[d2] = max(0, self.counts[d2] - d0 - d1)
             return
-        if rtype == REC_COUNTED:  # the count of older firmware: one record at its end
+        if rtype == _REC_COUNTED:  # the count of older firmware: one record at its end
             self.counts[d0] = 0
             self.reject_bin += d1
             return
         k = self.count
-        if rtype == REC_COUNT:
+        if rtype == _REC_COUNT:
             self.count = Count(d0)
             return
-        if rtype == REC_SNAP_COUNT:
+        if rtype == _REC_SNAP_COUNT:
             k = Count(d0)
             k.stacked = d1
             k.last_n = d2
@@ -538,7 +548,7 @@ class Journal:
             k.rdump = x
             self.count = k
             return
-        if k is not None and tx is None and rtype >= REC_COUNT_NOTE and rtype <= REC_RSTACKED:
+        if k is not None and tx is None and rtype >= REC_COUNT_NOTE and rtype <= _REC_RSTACKED:
             if rtype == REC_COUNT_NOTE:
                 self.counts[d0] = max(0, self.counts[d0] - d1)
                 self.reject_bin += d1
@@ -546,34 +556,34 @@ class Journal:
                 k.last_n = d1
                 k.total += d1
                 k.phase = rtype
-            elif rtype == REC_COUNT_DUMPED:
+            elif rtype == _REC_COUNT_DUMPED:
                 k.stacked = 0
                 k.phase = rtype
-            elif rtype == REC_COUNT_END:
+            elif rtype == _REC_COUNT_END:
                 if d1:
                     self.counts[d0] = 0
                 self.count = None
             else:
                 self._recovery(k, rtype, d0, d1, d2)
             return
-        if rtype == REC_KEY:
+        if rtype == _REC_KEY:
             self.key = bytes(txid) + bytes(aux)
             return
-        if rtype == REC_EPOCH:
+        if rtype == _REC_EPOCH:
             self.epoch = d0 | (d1 << 16)
             return
         if rtype == REC_BEGIN:
             self.open_tx = Tx(bytes(txid), bytes(aux), [d0, d1, d2, d3])
             return
-        if rtype == REC_SNAP_TX:
+        if rtype == _REC_SNAP_TX:
             t = Tx(bytes(txid), bytes(aux), [d0, d1, d2, d3])
             t.stacked = [d0, d1, d2, d3]
             t.flags = flags
             t.present_status = x
-            t.phase = REC_END
+            t.phase = _REC_END
             self._remember(t)
             return
-        if rtype == REC_SNAP_TX2:
+        if rtype == _REC_SNAP_TX2:
             t = _unpack_done(self.recent[-1]) if self.recent else None
             if t is not None and t.txid == bytes(txid):
                 v = struct.unpack("<8H", aux)
@@ -585,7 +595,7 @@ class Journal:
             return
         if tx is None or bytes(txid) != tx.txid:
             return
-        if rtype == REC_SNAP_OPEN:
+        if rtype == _REC_SNAP_OPEN:
             v = struct.unpack("<8H", aux)
             tx.stacked = [v[0], v[1], v[2], v[3]]
             tx.rejected_by = [v[4], v[5], v[6], v[7]]
@@ -599,7 +609,7 @@ class Journal:
             tx.last_n = x & 0xFF
             tx.rdump = x >> 8
             return
-        if rtype >= REC_RECOVER and rtype <= REC_RSTACKED:
+        if rtype >= _REC_RECOVER and rtype <= _REC_RSTACKED:
             self._recovery(tx, rtype, d0, d1, d2)  # the transaction's phase stays what it was
             return
         tx.phase = rtype
@@ -619,14 +629,14 @@ class Journal:
             # Counted out of their cassettes when picked; now in the reject bin, this transaction's.
             tx.rejected += d0
             self.reject_bin += d0
-        elif rtype == REC_SETTLE:
+        elif rtype == _REC_SETTLE:
             if d1 < 4:
                 self.counts[d1] = max(0, self.counts[d1] - d0)
             self.reject_bin += d0 + d2
             self.retract_bin += d3
             tx.rejected += d0 + d2
             tx.retracted += d3
-        elif rtype == REC_END:
+        elif rtype == _REC_END:
             tx.rstage = RS_NONE
             tx.rdump = 0
             tx.present_status = d0
@@ -652,9 +662,9 @@ class Journal:
 
     def _recovery(self, t, rtype, d0, d1, d2):
         """A recovery record of the open transaction or count `t`."""
-        if rtype == REC_RECOVER:
-            t.rstage = RS_MOVING
-        elif rtype == REC_RDUMPED:
+        if rtype == _REC_RECOVER:
+            t.rstage = _RS_MOVING
+        elif rtype == _REC_RDUMPED:
             t.rstage = RS_DUMPED
             t.rdump = d0
             if isinstance(t, Tx):
@@ -665,7 +675,7 @@ class Journal:
                 self.reject_bin += n
             # (a count's notes were booked into the reject bin one by one; its stacked figure stays, to
             # tell whether its last pick had left the gate)
-        elif rtype == REC_RSTACKED:
+        elif rtype == _REC_RSTACKED:
             t.rstage = RS_STACKED
             if d1 < 4:
                 self.counts[d1] = max(0, self.counts[d1] - d0)
@@ -679,7 +689,7 @@ class Journal:
                 self.recent.pop(i)
                 break
         self.recent.append(tx.pack())
-        if len(self.recent) > RECENT_MAX:
+        if len(self.recent) > _RECENT_MAX:
             self.recent.pop(0)
 
     def find(self, txid):

@@ -14,10 +14,11 @@ import time
 
 from atm_wire import auth
 from atm_wire import messages as m
+from micropython import const
 
 NONCE_LIFETIME_MS = 180_000  # covers the bank round trip and a slow customer at the keypad
-FRAUD_THRESHOLD = 5  # consecutive bad tokens before the lock
-FRAUD_LOCK_MS = 60_000
+_FRAUD_THRESHOLD = const(5)  # consecutive bad tokens before the lock
+_FRAUD_LOCK_MS = const(60_000)
 
 
 class Security:
@@ -65,7 +66,7 @@ class Security:
         return True
 
     def _check_lock(self):
-        if self.locked and time.ticks_diff(time.ticks_ms(), self._locked_at) > FRAUD_LOCK_MS:
+        if self.locked and time.ticks_diff(time.ticks_ms(), self._locked_at) > _FRAUD_LOCK_MS:
             self.locked = False
             self.bad_tokens = 0
         return self.locked
@@ -74,7 +75,7 @@ class Security:
         """One bad attempt: counted, and towards the lock-out. Returns the code to answer with."""
         self.invalid_tokens += 1
         self.bad_tokens += 1
-        if self.bad_tokens >= FRAUD_THRESHOLD:
+        if self.bad_tokens >= _FRAUD_THRESHOLD:
             self.locked = True
             self._locked_at = time.ticks_ms()
             self.fraud_attempts += 1

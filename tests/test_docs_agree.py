@@ -50,3 +50,11 @@ def test_every_mqtt_client_of_the_product_gets_tcp_nodelay() -> None:
     assert makers == ["protocol/atm_msg/mqtt.py"], makers
     text = (ROOT / "protocol" / "atm_msg" / "mqtt.py").read_text()
     assert "on_socket_open = _no_delay" in text and "TCP_NODELAY, 1" in text
+
+
+def test_the_heap_benchmark_fills_the_firmwares_list_of_finished_transactions() -> None:
+    """`./atm bench rp2040` reads the heap with every slot of journal.RECENT_MAX in use."""
+    from atm_tools import bench_rp2040
+
+    found = re.search(r"^_RECENT_MAX = const\((\d+)\)", (ROOT / "firmware" / "journal.py").read_text(), re.M)
+    assert found and int(found.group(1)) == bench_rp2040.RECENT_MAX

@@ -18,15 +18,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from atm_host.link import DispenserClient
 from atm_host.link.signing import sign_dispense
 from atm_sim import mechanics as mc
-from atm_sim.rp2040.board import RP2040Board
+from atm_sim.rp2040.board import SLICE_NS, RP2040Board
 
 from atm_tools.bench_link import KEY, percentile, provision_and_load
 from atm_tools.benchrows import record
 
+RECENT_MAX = 16  # finished transactions the firmware keeps (firmware/journal.py)
 NOTE = "emulated RP2040 (rp2040js 1.4.1, 125 MHz model, no XIP cache model)"
 # Motor-on time the mechanics model needs per note (pick to sensor, dwell, to gate, into the stacker).
 MECH_MS_PER_NOTE = mc.TO_SENSOR_MS + mc.SENSOR_DWELL_MS + mc.TO_GATE_MS + mc.TO_BIN_MS
@@ -92,6 +94,41 @@ def throughput(client: DispenserClient, board: RP2040Board, commands: int, baud:
     elapsed_s = (int(s1["t"]) - int(s0["t"])) / 1e9
     tx = int(s1["txBytes"]) - int(s0["txBytes"])
     return commands / elapsed_s, tx * 10 / baud / elapsed_s
+
+
+def chip_costs(workdir: Path) -> dict[str, float]:
+    """CPU the firmware's link and command path take on the chip, timed there with time.ticks_us
+    (tools/atm_tools/mp/chip_cost.py over the USB REPL of a board running the 921600 image): free of
+    the host's latency and of the lockstep slices that the round trips above include."""
+    from mpremote.transport_serial import SerialTransport  # pyright: ignore[reportMissingTypeStubs]
+
+    script = (Path(__file__).resolve().parent / "mp" / "chip_cost.py").read_text()
+    board = RP2040Board(workdir=workdir, uart_baud=921600, usb=True)
+    board.mech.load([2000] * 4)
+    with board:
+        deadline = time.monotonic() + 120
+        while not board.boot_emu_ns and time.monotonic() < deadline:
+            time.sleep(0.1)  # the firmware is up (its SYN left the UART)
+        t: Any = SerialTransport(board.usb_port, baudrate=115200)  # mpremote is untyped
+        try:
+            t.serial.write(b"\r\x03")  # main.py catches the first Ctrl-C, the second reaches the REPL
+            time.sleep(0.3)
+            t.serial.write(b"\x03")
+            time.sleep(0.3)
+            t.enter_raw_repl(soft_reset=True)
+            out, err = t.exec_raw(script, timeout=600)  # timeout: seconds with no output
+            if err:
+                raise RuntimeError(f"chip_cost.py failed on the chip: {err.decode()[-500:]}")
+        finally:
+            t.close()
+    costs: dict[str, float] = {}
+    for line in bytes(out).decode().splitlines():
+        key, _, value = line.partition(" ")
+        if value:
+            costs[key] = float(value)
+    if "done" not in costs:
+        raise RuntimeError(f"chip_cost.py did not finish: {bytes(out).decode()[-500:]}")
+    return costs
 
 
 def per_note(client: DispenserClient, board: RP2040Board, notes: int, runs: int) -> dict[str, list[float]]:
@@ -168,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                 cps, share = throughput(client, board, args.commands, baud)
                 add(f"throughput, {baud} baud", cps, None, "cmd/s", f"{share * 100:.0f}% of wire; {NOTE}")
                 if baud == 115200:
+                    # Sensor edges reach the chip at the next lockstep slice: 0.1 ms slices here, so the
+                    # per-note rows carry at most 0.1 ms of that per edge (0.5 ms elsewhere).
+                    board.slice_ns = 100_000
                     pn = per_note(client, board, args.notes, args.runs)
                     ms = pn["ms"]
                     add(
@@ -201,9 +241,35 @@ def main(argv: list[str] | None = None) -> int:
                     add("modelled flash time per note", statistics.median(pn["flash_ms"]), None, "ms",
                         f"W25Q16 typical times, core stalled; {NOTE}")  # fmt: skip
                     add("UART bytes lost during dispenses", sum(pn["rx_lost"]), None, "bytes")
+                    board.slice_ns = SLICE_NS
+                if baud != 115200:
+                    # The heap is read with the firmware's list of finished transactions full (16,
+                    # firmware/journal.py RECENT_MAX): the steady state of a machine in service.
+                    per_note(client, board, 1, RECENT_MAX)
                 heap_peak = max(heap_peak, client.counters()["heap_peak"])
                 timers.__exit__(None, None, None)
     add("firmware live heap peak (after gc)", heap_peak, None, "bytes", f"rp2 port, ~224 KB heap; {NOTE}")
+    with tempfile.TemporaryDirectory() as tmp:
+        costs = chip_costs(Path(tmp) / "chip")
+    byte_us = 1e7 / 921600
+    for key, label in (
+        ("rx_full_frames_64", "link receive CPU per byte, 125-byte frames in 64-byte reads"),
+        ("rx_full_frames_256", "link receive CPU per byte, 125-byte frames in 256-byte reads"),
+        ("rx_command_frames_64", "link receive CPU per byte, 10-byte command frames"),
+        ("rx_noise_55", "link receive CPU per byte, line noise (0x55)"),
+    ):
+        us = costs[key]
+        share = byte_us / us * 100
+        note = f"keeps up with {share:.0f}% of 921600 (byte time {byte_us:.2f} us); timed on the chip"
+        add(label, us, None, "us", note)
+    for key, label in (
+        ("cmd_status", "firmware CPU per command on the chip, status"),
+        ("cmd_cassette_info", "firmware CPU per command on the chip, cassette_info"),
+        ("cmd_get_report", "firmware CPU per command on the chip, get_report (unknown txid)"),
+        ("ack_frame", "firmware CPU per ACK frame from the host"),
+        ("loop_idle", "firmware CPU per idle main-loop pass"),
+    ):
+        add(label, costs[key] / 1000, None, "ms", "frame in to answer queued on the UART; timed on the chip")
     print(f"firmware benchmark on the {NOTE}; wall {time.monotonic() - wall0:.0f} s")
     print(f"{'measure':<46} {'median':>12} {'p95':>10} unit")
     for name, med, p95, unit in rows:

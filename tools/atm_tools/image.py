@@ -125,7 +125,7 @@ def _mpy_cross() -> str:
 
 
 def _with_baud(src: Path, dest_dir: Path, baud: int) -> Path:
-    """A copy of hwconfig.py with UART_BAUD set to `baud` (the benchmark's line-rate variant)."""
+    """A copy of hwconfig.py with _UART_BAUD set to `baud` (the benchmark's line-rate variant)."""
     text, n = re.subn(r"_UART_BAUD = const\(\d+\)", f"_UART_BAUD = const({baud})", src.read_text())
     if n != 1:
         raise ImageError(f"{src}: no '_UART_BAUD = const(...)' to set the line rate")
@@ -141,7 +141,7 @@ def build_tree(
 
     `march` is mpy-cross's -march (armv6m for the RP2040, x64 for the unix sim board); it matters only
     for @micropython.native/viper code, the bytecode is the same either way. `uart_baud` builds the
-    variant with another hwconfig.UART_BAUD (the benchmark's 921600 run); None: the firmware as it is.
+    variant with another hwconfig._UART_BAUD (the benchmark's 921600 run); None: the firmware as it is.
     """
     if dest.exists():
         shutil.rmtree(dest)
