@@ -33,6 +33,10 @@ HIL_PORT = os.environ.get("HIL_PORT", "")
 HIL_TARGET = "real" if HIL_PORT else os.environ.get("HIL_TARGET", "sim")
 TARGETS = ("sim", "rp2040")
 Board = SimBoard | RP2040Board
+# Power-cut modes of the every-step tests: before a flash operation, torn in it (`tear` bytes written,
+# the unix-port board's flash only), at a pin write. The emulated chip's flash cut is itself a torn
+# one (a program leaves half its bytes, docs/emulator.md), so its "flash" mode is the torn case.
+CUT_MODES = ("flash", "pin") if HIL_TARGET == "rp2040" else ("flash", "flash-torn", "pin")
 # The target of the test being run (the conftest sets it per test: a test may run on both simulators).
 current_target = [HIL_TARGET]
 

@@ -8,7 +8,7 @@ import pytest
 from atm_host.link import CommandFailed, DeviceReset, LinkError
 from atm_sim.board import SimBoard
 
-from hil_tests.rig import TEST_KEY, Rig, make_rig, provision_and_load, recover_after_cut
+from hil_tests.rig import CUT_MODES, TEST_KEY, Rig, make_rig, provision_and_load, recover_after_cut
 
 CASSETTE = 3
 NOTES = 3  # in the counted cassette; the others hold 200 each
@@ -33,7 +33,7 @@ def _refill(rig: Rig) -> int:
 
 
 @pytest.mark.sim_only
-@pytest.mark.parametrize("mode", ["flash", "flash-torn", "pin"])
+@pytest.mark.parametrize("mode", CUT_MODES)
 def test_power_cut_at_every_step_of_a_count(tmp_path: Path, mode: str) -> None:
     kind = "pin" if mode == "pin" else "flash"
     tear = 30 if mode == "flash-torn" else None

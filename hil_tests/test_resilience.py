@@ -13,7 +13,7 @@ from atm_host.link.client import open_port
 from atm_sim.board import SimBoard
 from atm_wire import messages as m
 
-from hil_tests.rig import HIL_PORT, Rig, make_rig
+from hil_tests.rig import CUT_MODES, HIL_PORT, Rig, make_rig
 
 
 class NoisyPort:
@@ -185,7 +185,7 @@ def _check_books(rig: Rig, loaded: int) -> None:
 
 
 @pytest.mark.sim_only
-@pytest.mark.parametrize("mode", ["flash", "flash-torn", "pin"])
+@pytest.mark.parametrize("mode", CUT_MODES)
 def test_power_cut_at_every_step_of_a_dispense(tmp_path: Path, mode: str) -> None:
     """A cut at every flash operation (before it, or torn in the middle of the page: 30 of its bytes
     programmed, inside the record) and at every pin write of a dispense, present and take."""

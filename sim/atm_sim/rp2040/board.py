@@ -332,6 +332,16 @@ class RP2040Board:
         self._do(get)
         return out
 
+    @property
+    def flash_programs(self) -> int:
+        """Page programs the emulated flash took since the emulator started (as SimBoard's)."""
+        return int(self.bridge_stats()["programs"])
+
+    @property
+    def flash_erases(self) -> int:
+        """Sector erases the emulated flash took since the emulator started (as SimBoard's)."""
+        return int(self.bridge_stats()["erases"])
+
     def profile(self, every: int) -> dict[str, Any]:
         """Sample the PC every `every` executed cycles (0 stops); returns what was sampled since the
         last call: {"samples", "pc": [[pc, count]], "irq": [[exception number, count]], "busy"}."""
