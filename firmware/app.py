@@ -324,7 +324,7 @@ class App:
                 self._tick_ms = now
                 self.disp.tick()
             if not self.board.uart.any() and self._pending is None:
-                if time.ticks_diff(_ms(), self._rx_ms) < _BUSY_MS:
+                if time.ticks_diff(now, self._rx_ms) < _BUSY_MS:
                     time.sleep_us(_BUSY_NAP_US)
                 else:
                     time.sleep_ms(_IDLE_NAP_MS)

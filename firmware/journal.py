@@ -70,25 +70,22 @@ _REC_SETTLE = const(18)  # (replayed, no longer written) older boot recovery: d0
 #                  d2 booked notes to the reject bin, d3 notes to the retract bin
 _REC_KEY = const(19)  # the device key: txid = bytes 0..15, aux = bytes 16..31
 _REC_EPOCH = const(20)  # the nonce epoch: d0 = low half, d1 = high half
-_REC_SNAP_TX = const(
-    21
-)  # snapshot of a finished transaction: txid, aux = nonce, data = stacked, flags, x = status
+# Snapshot of a finished transaction: txid, aux = nonce, data = stacked, flags, x = status.
+_REC_SNAP_TX = const(21)
 _REC_SNAP_TX2 = const(22)  # ... its aux = rejected_by <4H, presented, retracted, rejected, 0
-_REC_SNAP_OPEN = const(
-    23
-)  # snapshot of the open transaction after its BEGIN: aux = stacked <4H + rejected_by
-#                     <4H, d0 = rejected, d1 = phase | empty mask << 8, d2 = retracted, d3 = presented,
-#                     flags = last destination | recovery stage << 4, x = last notes | recovery dump << 8
+# Snapshot of the open transaction after its BEGIN: aux = stacked <4H + rejected_by <4H,
+# d0 = rejected, d1 = phase | empty mask << 8, d2 = retracted, d3 = presented,
+# flags = last destination | recovery stage << 4, x = last notes | recovery dump << 8.
+_REC_SNAP_OPEN = const(23)
 _REC_COUNT = const(24)  # about to count cassette d0: its notes go into the stacker, then the reject bin
 REC_COUNT_NOTE = const(25)  # d1 notes of cassette d0 held at the gate, about to go into the stacker (booked
 #                      into the reject bin now: they end there whatever happens)
 _REC_COUNT_DUMPED = const(26)  # the count's stacker was emptied into the reject bin (d0 notes counted out)
 _REC_COUNT_END = const(27)  # the count of cassette d0 is over; d1 = 1: the cassette was found empty (count 0)
 _REC_RECOVER = const(28)  # boot recovery is about to move the open transaction's (or count's) notes
-_REC_RDUMPED = const(
-    29
-)  # recovery emptied the stacker: d0 notes counted out; the booked stacked notes are in
-#                   the reject bin now (a transaction's are booked there by this record)
+# Recovery emptied the stacker: d0 notes counted out; the booked stacked notes are in the reject bin
+# now (a transaction's are booked there by this record).
+_REC_RDUMPED = const(29)
 _REC_RSTACKED = const(30)  # recovery ran the path into the empty stacker: d0 notes no record had booked, from
 #                    cassette d1, booked into the reject bin now; d2 notes are in the stacker
 _REC_SNAP_COUNT = const(31)  # snapshot of an open count: d0 cassette, d1 notes in its stacker, d2 last notes,
